@@ -1,0 +1,429 @@
+"""The lm-eval models: ``cola_hf`` (a fixed chain, or any searcher by name) and
+``cola_mcts`` / ``cola_greedy`` / ``cola_random`` (``cola_hf`` with that searcher, so
+each shows as its own model in lm-eval's outputs).
+
+A fixed chain runs lm-eval's ``HFLM`` code paths unchanged inside ``chain_applied``.
+Oracle search needs each request's doc, which HFLM's batching no longer knows, so
+requests are grouped by (task, doc_id) here and each group is searched on its own,
+all choices of a question in one batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+from tqdm import tqdm
+
+from lm_eval_cola import __version__, hooks
+from lm_eval_cola.chain import Chain, format_chain, parse_chain
+from lm_eval_cola.default_model import default_model
+from lm_eval_cola.engine import chain_applied, find_layers
+from lm_eval_cola.errors import UserError, install_excepthook
+from lm_eval_cola.oracle import OracleError, TaskJudge, flatten_tasks
+from lm_eval_cola.records import RecordWriter, read_records, sample_key
+from lm_eval_cola.searchers import SEARCHERS, Outcome, get_searcher, searcher_names
+from lm_eval_cola.summary import Summary
+
+logger = logging.getLogger(__name__)
+install_excepthook()
+_UNSET: Any = object()
+
+# Model args of ours, beside HFLM's own and the searchers' settings.
+COLA_ARGS = (
+    "chain", "max_chain_length", "searcher", "seed", "oracle_metric", "oracle_filter",
+    "records", "keep_correct", "include_path",
+)
+
+
+def _setting_names(searcher: str) -> set[str]:
+    return {f.name for f in fields(SEARCHERS[searcher].Settings)}
+
+
+def _all_setting_names() -> set[str]:
+    return set().union(*(_setting_names(name) for name in SEARCHERS))
+
+
+def _coerce_setting(name: str, value: Any, default: Any) -> Any:
+    # model_args arrive as text, ints or floats; tuples come as "1+2" (commas would split).
+    if isinstance(default, tuple):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return (int(value),)
+        if isinstance(value, str):
+            try:
+                return tuple(int(v) for v in value.replace(",", "+").split("+") if v)
+            except ValueError:
+                raise UserError(f"bad value for setting '{name}': {value!r} (allowed: e.g. 1+2)")
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def sample_seed(seed: int, task: str, doc_id: int) -> int:
+    """A sample's own seed: independent of batch size, rank and the other samples."""
+    digest = hashlib.sha256(f"{seed}/{task}/{doc_id}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def doc_hash(doc: Any) -> str:
+    """lm-eval's own doc hash, as in its --log_samples output."""
+    from lm_eval.utils import handle_non_serializable, hash_string
+
+    return hash_string(json.dumps(doc, indent=2, default=handle_non_serializable, ensure_ascii=False))
+
+
+@register_model("cola_hf")
+class ColaHFLM(HFLM):
+    """HFLM whose decoder layers run as a chain: fixed, or searched per sample (oracle)."""
+
+    default_searcher: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        pretrained: Any = None,
+        chain: Any = None,
+        max_chain_length: int | None = None,
+        searcher: Any = _UNSET,
+        seed: int = 1234,
+        oracle_metric: str | None = None,
+        oracle_filter: str | None = None,
+        records: str | None = None,
+        keep_correct: int = 5,
+        include_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        searcher_name, settings, kwargs = self._split_searcher_args(searcher, kwargs)
+        if pretrained is None:
+            model = default_model()
+            logger.info("no pretrained= given: using the embedded default model %s (%s/%s)",
+                        model.name, model.folder, model.gguf_file)
+            pretrained = model.folder
+            kwargs.setdefault("gguf_file", model.gguf_file)
+            self.pretrained_label = model.name
+            self.load_args = {"pretrained": model.folder, "gguf_file": model.gguf_file}
+        else:
+            label = pretrained if isinstance(pretrained, str) else self.pretrained_label
+            self.load_args = {"pretrained": label}
+            self.load_args.update({k: kwargs[k] for k in ("gguf_file", "revision") if k in kwargs})
+            self.pretrained_label = str(getattr(pretrained, "name_or_path", pretrained))
+        if "dtype" in kwargs:
+            self.load_args["dtype"] = str(kwargs["dtype"])
+        kwargs.setdefault("device", "cpu" if not _cuda_available() else "cuda")
+        super().__init__(pretrained=pretrained, **kwargs)
+        self.num_layers = find_layers(self.model).num_layers
+        self.max_chain_length = int(max_chain_length or 2 * self.num_layers)
+        self.chain: Chain = parse_chain(chain, self.num_layers, self.max_chain_length)
+        self.searcher_name = searcher_name
+        self.searcher = None
+        if searcher_name is not None:
+            settings.setdefault("max_len", self.max_chain_length)
+            try:
+                self.searcher = get_searcher(searcher_name, **settings)
+            except ValueError as err:
+                raise UserError(str(err)) from None
+            if self.chain != tuple(range(self.num_layers)):
+                raise UserError(
+                    f"chain={format_chain(self.chain)!r} cannot be combined with "
+                    f"searcher={searcher_name!r}; searches start from the full chain"
+                )
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise UserError(f"bad seed {seed!r}; allowed: an integer")
+        self.seed = seed
+        self.oracle_metric = oracle_metric
+        self.oracle_filter = oracle_filter
+        self.records_path = records
+        self.keep_correct = int(keep_correct)
+        self.include_path = include_path
+        self._tasks: dict[str, Any] = {}
+        self._judges: dict[str, TaskJudge] = {}
+        self._writer: RecordWriter | None = None
+        self.summary = Summary(num_layers=self.num_layers)
+
+    # ------------------------------------------------------------------ model args
+
+    def _split_searcher_args(self, searcher, kwargs):
+        """Pick the searcher's name and settings out of model_args."""
+        # lm-eval's Python API parses "searcher=none" into None.
+        name = self.default_searcher if searcher is _UNSET else str(searcher or "none")
+        if name is not None and name not in SEARCHERS:
+            raise UserError(f"unknown searcher {name!r}; allowed: {', '.join(searcher_names())}")
+        settings: dict[str, Any] = {}
+        if name is None:
+            misplaced = sorted(set(kwargs) & _all_setting_names())
+            if misplaced:
+                raise UserError(
+                    f"setting {misplaced[0]!r} needs a searcher; add searcher=<"
+                    f"{'|'.join(searcher_names())}> or drop it"
+                )
+            return None, settings, kwargs
+        own = _setting_names(name)
+        defaults = {f.name: f.default for f in fields(SEARCHERS[name].Settings)}
+        rest = {}
+        for key, value in kwargs.items():
+            if key in own:
+                settings[key] = _coerce_setting(key, value, defaults[key])
+            elif key in _all_setting_names():
+                raise UserError(
+                    f"setting {key!r} does not apply to searcher {name!r}; "
+                    f"its settings: {', '.join(sorted(own))}"
+                )
+            else:
+                rest[key] = value
+        return name, settings, rest
+
+    # ------------------------------------------------------------------ lm-eval hooks
+
+    def attach_tasks(self, task_dict: Any) -> None:
+        """Called by the evaluator hook with lm-eval's task objects before requests run."""
+        self._tasks.update(flatten_tasks(task_dict))
+
+    def _task(self, name: str) -> Any:
+        if name not in self._tasks:
+            # Not run through lm-eval's evaluator: load the task ourselves.
+            from lm_eval.tasks import TaskManager, get_task_dict
+
+            manager = TaskManager(include_path=self.include_path)
+            self._tasks.update(flatten_tasks(get_task_dict([name], manager)))
+        if name not in self._tasks:
+            raise UserError(f"task {name!r} not found; custom tasks need include_path=<dir>")
+        return self._tasks[name]
+
+    def _judge(self, task_name: str) -> TaskJudge:
+        if task_name not in self._judges:
+            self._judges[task_name] = TaskJudge(
+                self._task(task_name), self.oracle_metric, self.oracle_filter
+            )
+        return self._judges[task_name]
+
+    # ------------------------------------------------------------------ requests
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        if self.searcher is None:
+            with chain_applied(self.model, self.chain):
+                return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
+        return self._search_all(requests, "loglikelihood", disable_tqdm)
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        if self.searcher is not None:
+            names = sorted({r.task_name for r in requests})
+            raise OracleError(
+                f"task {names[0]!r} is a perplexity task with no gold answer; oracle search "
+                "needs a task with a gold (multiple_choice, loglikelihood or generate_until)"
+            )
+        with chain_applied(self.model, self.chain):
+            return super().loglikelihood_rolling(requests, disable_tqdm=disable_tqdm)
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        if self.searcher is None:
+            with chain_applied(self.model, self.chain):
+                return super().generate_until(requests, disable_tqdm=disable_tqdm)
+        return self._search_all(requests, "generate_until", disable_tqdm)
+
+    # ------------------------------------------------------------------ search
+
+    def _run_chain(self, kind: str, requests: list, chain: Chain) -> list:
+        """Raw responses of ``requests`` (one doc's unique requests) under ``chain``."""
+        with chain_applied(self.model, chain):
+            if kind == "generate_until":
+                return HFLM.generate_until(self, requests, disable_tqdm=True)
+            saved = self.batch_size_per_gpu
+            if isinstance(saved, int):  # all choices of a question in one batch
+                self.batch_size_per_gpu = max(saved, min(len(requests), self.max_batch_size))
+            try:
+                return HFLM.loglikelihood(self, requests, disable_tqdm=True)
+            finally:
+                self.batch_size_per_gpu = saved
+
+    def _search_all(self, requests: list, kind: str, disable_tqdm: bool) -> list:
+        groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for position, request in enumerate(requests):
+            groups[(request.task_name, request.doc_id)].append(position)
+        done = self._resume_records()
+        results: list[Any] = [None] * len(requests)
+        bar = tqdm(groups.items(), desc=f"oracle search ({self.searcher_name})",
+                   disable=disable_tqdm or self.rank != 0, unit="sample")
+        for (task_name, doc_id), positions in bar:
+            unique = list({id(requests[p]): requests[p] for p in positions}.values())
+            record = done.get((task_name, doc_id))
+            if record is None or record.get("doc_hash") != doc_hash(unique[0].doc):
+                record = self._search_one(kind, task_name, doc_id, unique)
+            else:
+                self.summary.add(record)
+            responses = {id(r): _restore(kind, resp) for r, resp in zip(unique, record["responses"],
+                                                                          strict=True)}
+            for p in positions:
+                results[p] = responses[id(requests[p])]
+            bar.set_postfix_str(self.summary.progress_line(), refresh=False)
+        for request, result in zip(requests, results, strict=True):
+            self.cache_hook.add_partial(kind, request.args, result)
+        return results
+
+    def _search_one(self, kind: str, task_name: str, doc_id: int, unique: list) -> dict:
+        judge = self._judge(task_name)
+        doc = unique[0].doc
+        judge.check_gold(doc)
+        memo: dict[Chain, list] = {}
+
+        def evaluate(chain: Chain) -> Outcome:
+            memo[chain] = self._run_chain(kind, unique, chain)
+            verdict = judge.judge(doc, memo[chain])
+            return Outcome(correct=verdict.correct, score=verdict.score)
+
+        seed = sample_seed(self.seed, task_name, doc_id)
+        started = time.perf_counter()
+        evaluator = self.searcher.make_evaluator(evaluate, self.num_layers)
+        result = self.searcher.search(evaluator, seed=seed, keep_correct=self.keep_correct)
+        seconds = time.perf_counter() - started
+        best = result.best_chain
+        record = {
+            "task": task_name,
+            "doc_id": doc_id,
+            "doc_hash": doc_hash(doc),
+            "model": self.pretrained_label,
+            "searcher": self.searcher_name,
+            "settings": _jsonable(self.searcher.settings),
+            "oracle_metric": judge.metric,
+            "oracle_filter": judge.filter_name,
+            "seed": seed,
+            "num_layers": self.num_layers,
+            "full_correct": result.full_correct,
+            "best_chain": format_chain(best),
+            "best_length": len(best),
+            "best_correct": result.best_outcome.correct,
+            "best_score": result.best_outcome.score,
+            "evaluations": result.evaluations,
+            "stopped_early": result.stopped_early,
+            "seconds": round(seconds, 4),
+            "correct_chains": [format_chain(c) for c in result.correct_chains],
+            "responses": [_jsonable(r) for r in memo[best]],
+            "request_type": kind,
+            "requests": [_jsonable(list(r.args)) for r in unique],
+            "load_args": self.load_args,
+            "version": __version__,
+        }
+        self._records_writer().write(record)
+        self.summary.add(record)
+        return record
+
+    # ------------------------------------------------------------------ records
+
+    def records_file(self) -> Path | None:
+        if self.records_path:
+            return Path(self.records_path)
+        folder = hooks.output_folder()
+        if folder is None:
+            return None
+        label = f"{self.searcher_name}_{self.config_hash()}"
+        if self.world_size > 1:
+            label += f"_rank{self.rank}"
+        return Path(folder) / f"cola-records_{label}.jsonl"
+
+    def config_hash(self) -> str:
+        """Identifies what a record depends on, so a resume never mixes configurations."""
+        identity = {
+            "model": self.pretrained_label,
+            "dtype": str(self._model.dtype),
+            "searcher": self.searcher_name,
+            "settings": _jsonable(self.searcher.settings) if self.searcher else None,
+            "seed": self.seed,
+            "oracle_metric": self.oracle_metric,
+            "oracle_filter": self.oracle_filter,
+            "max_chain_length": self.max_chain_length,
+        }
+        text = json.dumps(identity, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    def _resume_records(self) -> dict[tuple[str, int], dict]:
+        path = self.records_file()
+        if path is None or not path.exists():
+            return {}
+        records = read_records(path, repair=True)
+        if records:
+            logger.info("resuming: %d finished samples in %s", len(records), path)
+        return {sample_key(r): r for r in records}
+
+    def _records_writer(self) -> RecordWriter:
+        if self._writer is None:
+            path = self.records_file()
+            if path is None:
+                self._writer = _NullWriter()
+                logger.warning("no --output_path and no records=: per-sample records are not kept")
+            else:
+                self._writer = RecordWriter(path)
+                logger.info("writing per-sample records to %s", path)
+        return self._writer
+
+    # ------------------------------------------------------------------ run facts
+
+    def get_model_info(self) -> dict:
+        info = super().get_model_info()
+        info.update({
+            "cola_version": __version__,
+            "cola_model": self.pretrained_label,
+            "cola_num_layers": self.num_layers,
+            "cola_chain": format_chain(self.chain),
+            "cola_chain_length": len(self.chain),
+            "cola_depth_ratio": round(len(self.chain) / self.num_layers, 4),
+        })
+        if self.searcher is not None:
+            info["cola_searcher"] = self.searcher_name
+            info["cola_oracle"] = True
+            info["cola_settings"] = _jsonable(self.searcher.settings)
+            info["cola_seed"] = self.seed
+            info["cola_records"] = str(self.records_file()) if self.records_file() else None
+            info["cola_summary"] = self.summary.as_dict()
+        return info
+
+
+@register_model("cola_mcts")
+class ColaMCTS(ColaHFLM):
+    default_searcher = "mcts"
+
+
+@register_model("cola_greedy")
+class ColaGreedy(ColaHFLM):
+    default_searcher = "greedy"
+
+
+@register_model("cola_random")
+class ColaRandom(ColaHFLM):
+    default_searcher = "random"
+
+
+class _NullWriter:
+    def write(self, record: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _restore(kind: str, response: Any) -> Any:
+    # JSON turns (loglikelihood, is_greedy) tuples into lists; lm-eval expects tuples.
+    if kind == "loglikelihood" and isinstance(response, list):
+        return (float(response[0]), bool(response[1]))
+    return response

@@ -1,0 +1,148 @@
+"""Oracle reward: is a sample answered right, by the lm-eval task's own definition?
+
+No prompts or answer parsing of our own. A loglikelihood (multiple-choice) sample
+is scored by ``task.process_results(doc, [(ll, is_greedy), ...])``; a generated
+answer first goes through one of the task's own filter pipelines, then through
+``process_results``. "Correct" means the chosen metric reaches its maximum (1.0).
+A graded score (the gold choice's log-likelihood margin, where the task has a
+single gold choice) guides search and breaks ties; it never decides correctness.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lm_eval_cola.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+class OracleError(UserError):
+    """The task cannot be searched in oracle mode (no usable gold or metric)."""
+
+
+def flatten_tasks(task_dict: Any) -> dict[str, Any]:
+    """Every Task object in lm-eval's (possibly nested) task dict, by its task name."""
+    found: dict[str, Any] = {}
+    if isinstance(task_dict, dict):
+        for value in task_dict.values():
+            found.update(flatten_tasks(value))
+    elif hasattr(task_dict, "process_results") and hasattr(task_dict, "config"):
+        found[task_dict.config.task] = task_dict
+    return found
+
+
+@dataclass(frozen=True)
+class Judgement:
+    correct: bool
+    score: float
+    metrics: dict[str, float]
+
+
+def _metric_value(metrics: dict[str, Any], metric: str, task_name: str) -> float:
+    if metric not in metrics:
+        allowed = ", ".join(sorted(metrics)) or "none"
+        raise OracleError(
+            f"oracle_metric {metric!r} is not reported by task {task_name!r}; it reports: {allowed}"
+        )
+    value = metrics[metric]
+    if isinstance(value, tuple | list):  # some metrics defer aggregation: (pred, gold) pairs
+        raise OracleError(
+            f"metric {metric!r} of task {task_name!r} has no per-sample value; "
+            "choose another with oracle_metric="
+        )
+    return float(value)
+
+
+class TaskJudge:
+    """Judges one task's samples with the task's own metric (and filter, for generation)."""
+
+    def __init__(self, task: Any, metric: str | None, filter_name: str | None):
+        self.task = task
+        self.name = task.config.task
+        self.output_type = task.OUTPUT_TYPE
+        if self.output_type == "loglikelihood_rolling":
+            raise OracleError(
+                f"task {self.name!r} is a perplexity task with no gold answer; oracle search "
+                "needs a task with a gold (multiple_choice, loglikelihood or generate_until)"
+            )
+        self.metric = metric or self._default_metric()
+        self.filter = self._pick_filter(filter_name)
+
+    def _default_metric(self) -> str:
+        names = [m["metric"] for m in (self.task.config.metric_list or []) if "metric" in m]
+        names = [n if isinstance(n, str) else getattr(n, "__name__", str(n)) for n in names]
+        for preferred in ("acc", "exact_match"):
+            if preferred in names:
+                return preferred
+        if names:
+            return names[0]
+        return "acc" if self.output_type in ("multiple_choice", "loglikelihood") else "exact_match"
+
+    def _pick_filter(self, filter_name: str | None):
+        ensembles = list(getattr(self.task, "_filters", []) or [])
+        if self.output_type != "generate_until":
+            return None
+        names = [e.name for e in ensembles]
+        if filter_name is None:
+            return ensembles[0] if ensembles else None
+        for ensemble in ensembles:
+            if ensemble.name == filter_name:
+                return ensemble
+        raise OracleError(
+            f"oracle_filter {filter_name!r} is not a filter of task {self.name!r}; "
+            f"allowed: {', '.join(names) or 'none'}"
+        )
+
+    @property
+    def filter_name(self) -> str | None:
+        return self.filter.name if self.filter is not None else None
+
+    def _filtered(self, doc: dict, responses: Sequence[Any]) -> list[Any]:
+        if self.filter is None:
+            return list(responses)
+        filtered = [[r] for r in responses]
+        for make_filter in self.filter.filters:
+            filtered = make_filter().apply(filtered, [doc] * len(filtered))
+        return [f for f in filtered]
+
+    def judge(self, doc: dict, responses: Sequence[Any]) -> Judgement:
+        """``responses``: one per unique request of the doc, in request order."""
+        metrics = self.task.process_results(doc, self._filtered(doc, responses))
+        value = _metric_value(metrics, self.metric, self.name)
+        correct = value >= 1.0 - 1e-9
+        score = value + self._margin(doc, responses)
+        flat = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        return Judgement(correct=correct, score=score, metrics=flat)
+
+    def _margin(self, doc: dict, responses: Sequence[Any]) -> float:
+        """Gold log-likelihood minus the best other choice's, squashed into (-1, 1)."""
+        if self.output_type != "multiple_choice" or len(responses) < 2:
+            return 0.0
+        try:
+            gold = self.task.doc_to_target(doc)
+            if isinstance(gold, str):
+                gold = self.task.doc_to_choice(doc).index(gold)
+            if not isinstance(gold, int):
+                return 0.0
+            lls = [float(r[0]) for r in responses]
+            best_other = max(ll for i, ll in enumerate(lls) if i != gold)
+        except (ValueError, TypeError, IndexError, AttributeError, KeyError):
+            return 0.0
+        return math.tanh((lls[gold] - best_other) / 10.0) / 2.0
+
+    def check_gold(self, doc: dict) -> None:
+        """Fail early, with one line, for a task whose docs have no usable gold."""
+        try:
+            gold = self.task.doc_to_target(doc)
+        except Exception as err:  # noqa: BLE001 - the task template may raise anything
+            raise OracleError(f"task {self.name!r} has no usable gold answer: {err}") from None
+        if gold is None or gold == "" or gold == []:
+            raise OracleError(
+                f"task {self.name!r} has no usable gold answer (doc_to_target gave {gold!r}); "
+                "oracle search needs one"
+            )
