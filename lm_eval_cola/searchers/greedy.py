@@ -1,0 +1,96 @@
+"""`greedy`: greedy pruning, a cheap deterministic baseline for the tree search.
+
+From a correct chain, try removing each single position (one batch through
+`evaluator.many`), keep the removal that stays correct with the best graded score, and
+repeat until no removal stays correct or the budget ends.
+
+If the full chain is wrong there is nothing to prune yet, so first a rescue: try every
+single skip and single repeat of the current chain (one batch); take the best-scoring
+correct one, or if none is correct move to the best-scoring candidate and try again,
+for up to `max_rounds` rounds. Then prune from the correct chain found.
+
+Ties on score go to the shorter, then lexicographically smaller chain, so the result
+depends on the evaluator alone; the seed is unused.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from lm_eval_cola.searchers.base import (
+    BudgetExhausted,
+    Chain,
+    ChainEvaluator,
+    Outcome,
+    Searcher,
+    SearchResult,
+    SearchSettings,
+    begin,
+    check_int,
+    make_result,
+    neighbours,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GreedySettings(SearchSettings):
+    budget: int = 200
+    max_rounds: int = 2  # rescue rounds for a sample the full chain gets wrong
+
+    def check(self) -> None:
+        super().check()
+        check_int("max_rounds", self.max_rounds, 1)
+
+
+def best_scoring(pairs: list[tuple[Chain, Outcome]]) -> Chain:
+    return min(pairs, key=lambda p: (-p[1].score, len(p[0]), p[0]))[0]
+
+
+def affordable(evaluator: ChainEvaluator, chains: list[Chain]) -> list[tuple[Chain, Outcome]]:
+    """(chain, outcome) for the chains the budget still covers, in order."""
+    try:
+        outcomes = evaluator.many(chains)
+    except BudgetExhausted:
+        return []
+    return list(zip(chains, outcomes, strict=False))
+
+
+class GreedySearcher(Searcher):
+    name = "greedy"
+    Settings = GreedySettings
+    settings: GreedySettings
+
+    def search(self, evaluator: ChainEvaluator, seed: int, keep_correct: int = 5) -> SearchResult:
+        bounds = self.settings.length_bounds(evaluator.num_layers)
+        full_correct = begin(evaluator, keep_correct).correct
+        start = evaluator.full if full_correct else self._rescue(evaluator, bounds)
+        if start is not None:
+            self._prune(evaluator, start, bounds)
+        return make_result(evaluator, keep_correct, stopped_early=False)
+
+    def _rescue(self, evaluator: ChainEvaluator, bounds: tuple[int, int]) -> Chain | None:
+        current = evaluator.full
+        visited = {current}  # never move back to a chain we already left: no cycles
+        for _ in range(self.settings.max_rounds):
+            candidates = [c for c in neighbours(current, (1,), (1,), *bounds) if c not in visited]
+            pairs = affordable(evaluator, candidates)
+            if not pairs:
+                return None
+            correct = [p for p in pairs if p[1].correct]
+            if correct:
+                return best_scoring(correct)
+            current = best_scoring(pairs)
+            visited.add(current)
+            log.debug("rescue: no correct neighbour, moving to %s", current)
+        return None
+
+    def _prune(self, evaluator: ChainEvaluator, chain: Chain, bounds: tuple[int, int]) -> Chain:
+        lo, hi = bounds
+        while True:
+            removals = dict.fromkeys(chain[:i] + chain[i + 1 :] for i in range(len(chain)))
+            candidates = [c for c in removals if lo <= len(c) <= hi]
+            correct = [p for p in affordable(evaluator, candidates) if p[1].correct]
+            if not correct:
+                return chain
+            chain = best_scoring(correct)
