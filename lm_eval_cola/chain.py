@@ -125,7 +125,8 @@ def _chain_from_file(path: Path) -> list[int] | str:
 
             data = yaml.safe_load(raw)
     except Exception as err:  # noqa: BLE001 - yaml and json raise different types
-        raise ChainError(f"chain file {str(path)!r} is not valid {path.suffix[1:]}: {err}") from None
+        kind = path.suffix[1:]
+        raise ChainError(f"chain file {str(path)!r} is not valid {kind}: {err}") from None
     if isinstance(data, list):
         data = {"layers": data}
     if not isinstance(data, dict):

@@ -43,5 +43,7 @@ def default_model() -> DefaultModel:
         )
     folder = Path(next(iter(spec.submodule_search_locations)))
     if not (folder / _GGUF).is_file():
-        raise DefaultModelMissingError(f"{DEFAULT_PACKAGE} is installed but {folder / _GGUF} is missing")
+        raise DefaultModelMissingError(
+            f"{DEFAULT_PACKAGE} is installed but {folder / _GGUF} is missing; reinstall it"
+        )
     return DefaultModel(name=DEFAULT_NAME, folder=str(folder), gguf_file=_GGUF)

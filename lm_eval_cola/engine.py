@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -87,7 +88,8 @@ def find_layers(model: nn.Module) -> LayerStack:
     path = SUPPORTED_ARCHITECTURES.get(kind)
     if path is None:
         raise UnsupportedArchitectureError(
-            f"unsupported architecture {kind!r}; supported: {', '.join(sorted(SUPPORTED_ARCHITECTURES))}"
+            f"unsupported architecture {kind!r}; "
+            f"supported: {', '.join(sorted(SUPPORTED_ARCHITECTURES))}"
         )
     parent: nn.Module = model
     *parents, attribute = path.split(".")
@@ -110,6 +112,10 @@ class ChainPosition(nn.Module):
         super().__init__()
         self.layer = layer
         self.position = position
+        # Prefix reuse (see fast.py): a stored output replaces running the layer, and
+        # `on_output` sees each output computed here.
+        self.replay: Any = None
+        self.on_output: Callable[[int, Any], None] | None = None
 
     @property
     def attention_type(self) -> str | None:
@@ -125,15 +131,20 @@ class ChainPosition(nn.Module):
         return [m for m in owners if hasattr(m, "layer_idx")]
 
     def forward(self, *args, **kwargs):
+        if self.replay is not None:
+            return self.replay
         owners = self._indexed_modules()
         saved = [m.layer_idx for m in owners]
         for module in owners:
             module.layer_idx = self.position
         try:
-            return self.layer(*args, **kwargs)
+            output = self.layer(*args, **kwargs)
         finally:
             for module, index in zip(owners, saved, strict=True):
                 module.layer_idx = index
+        if self.on_output is not None:
+            self.on_output(self.position, output)
+        return output
 
 
 class ChainedLayers(nn.ModuleList):
@@ -142,6 +153,16 @@ class ChainedLayers(nn.ModuleList):
 
 # Chains swap model state, so two threads must not run chains on one model at once.
 _LOCK = threading.RLock()
+
+
+def chain_positions(model: nn.Module) -> list[ChainPosition]:
+    """The positions of the chain applied right now (inside ``chain_applied``)."""
+    stack = _unwrap(model)
+    for name in SUPPORTED_ARCHITECTURES[model_type(stack)].split("."):
+        stack = getattr(stack, name)
+    if not isinstance(stack, ChainedLayers):
+        raise RuntimeError("no chain is applied to this model")
+    return list(stack)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ all choices of a question in one batch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ from lm_eval_cola.chain import Chain, format_chain, parse_chain
 from lm_eval_cola.default_model import default_model
 from lm_eval_cola.engine import chain_applied, find_layers
 from lm_eval_cola.errors import UserError, install_excepthook
+from lm_eval_cola.fast import DEFAULT_CACHE_BYTES, SampleScorer, pack
 from lm_eval_cola.oracle import OracleError, TaskJudge, flatten_tasks
 from lm_eval_cola.records import RecordWriter, read_records, sample_key
 from lm_eval_cola.searchers import SEARCHERS, Outcome, get_searcher, searcher_names
@@ -36,11 +38,14 @@ from lm_eval_cola.summary import Summary
 logger = logging.getLogger(__name__)
 install_excepthook()
 _UNSET: Any = object()
+# The record fields the summary needs; what data parallel ranks exchange.
+_SUMMARY_FIELDS = ("task", "doc_id", "num_layers", "full_correct", "best_correct", "best_length",
+                   "evaluations", "seconds")
 
 # Model args of ours, beside HFLM's own and the searchers' settings.
 COLA_ARGS = (
     "chain", "max_chain_length", "searcher", "seed", "oracle_metric", "oracle_filter",
-    "records", "keep_correct", "include_path",
+    "records", "keep_correct", "include_path", "fast", "prefix_cache_bytes",
 )
 
 
@@ -52,6 +57,14 @@ def _all_setting_names() -> set[str]:
     return set().union(*(_setting_names(name) for name in SEARCHERS))
 
 
+def _foreign_setting_names() -> set[str]:
+    """Searcher settings that are not also HFLM arguments: lm-eval's CLI always passes
+    batch_size (also the random searcher's setting), which must not count as misplaced."""
+    import inspect
+
+    return _all_setting_names() - set(inspect.signature(HFLM.__init__).parameters)
+
+
 def _coerce_setting(name: str, value: Any, default: Any) -> Any:
     # model_args arrive as text, ints or floats; tuples come as "1+2" (commas would split).
     if isinstance(default, tuple):
@@ -61,7 +74,9 @@ def _coerce_setting(name: str, value: Any, default: Any) -> Any:
             try:
                 return tuple(int(v) for v in value.replace(",", "+").split("+") if v)
             except ValueError:
-                raise UserError(f"bad value for setting '{name}': {value!r} (allowed: e.g. 1+2)")
+                raise UserError(
+                    f"bad value for setting '{name}': {value!r} (allowed: e.g. 1+2)"
+                ) from None
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
@@ -77,7 +92,16 @@ def doc_hash(doc: Any) -> str:
     """lm-eval's own doc hash, as in its --log_samples output."""
     from lm_eval.utils import handle_non_serializable, hash_string
 
-    return hash_string(json.dumps(doc, indent=2, default=handle_non_serializable, ensure_ascii=False))
+    text = json.dumps(doc, indent=2, default=handle_non_serializable, ensure_ascii=False)
+    return hash_string(text)
+
+
+@functools.cache
+def task_manager(include_path: str | None = None) -> Any:
+    """One lm-eval TaskManager per include path: building one indexes every task (slow)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=include_path)
 
 
 @register_model("cola_hf")
@@ -98,6 +122,8 @@ class ColaHFLM(HFLM):
         records: str | None = None,
         keep_correct: int = 5,
         include_path: str | None = None,
+        fast: bool = True,
+        prefix_cache_bytes: int = DEFAULT_CACHE_BYTES,
         **kwargs: Any,
     ) -> None:
         searcher_name, settings, kwargs = self._split_searcher_args(searcher, kwargs)
@@ -117,7 +143,12 @@ class ColaHFLM(HFLM):
         if "dtype" in kwargs:
             self.load_args["dtype"] = str(kwargs["dtype"])
         kwargs.setdefault("device", "cpu" if not _cuda_available() else "cuda")
-        super().__init__(pretrained=pretrained, **kwargs)
+        try:
+            super().__init__(pretrained=pretrained, **kwargs)
+        except TypeError as err:  # a misspelt model_arg reaches the model's constructor
+            _unknown_model_arg(err, kwargs, searcher_name)
+            raise
+        self._adopt_cpu_ranks()
         self.num_layers = find_layers(self.model).num_layers
         self.max_chain_length = int(max_chain_length or 2 * self.num_layers)
         self.chain: Chain = parse_chain(chain, self.num_layers, self.max_chain_length)
@@ -142,6 +173,10 @@ class ColaHFLM(HFLM):
         self.records_path = records
         self.keep_correct = int(keep_correct)
         self.include_path = include_path
+        self.fast = bool(fast)
+        if not isinstance(prefix_cache_bytes, int) or prefix_cache_bytes < 0:
+            raise UserError(f"bad prefix_cache_bytes {prefix_cache_bytes!r}; allowed: bytes >= 0")
+        self.prefix_cache_bytes = prefix_cache_bytes
         self._tasks: dict[str, Any] = {}
         self._judges: dict[str, TaskJudge] = {}
         self._writer: RecordWriter | None = None
@@ -157,7 +192,7 @@ class ColaHFLM(HFLM):
             raise UserError(f"unknown searcher {name!r}; allowed: {', '.join(searcher_names())}")
         settings: dict[str, Any] = {}
         if name is None:
-            misplaced = sorted(set(kwargs) & _all_setting_names())
+            misplaced = sorted(set(kwargs) & _foreign_setting_names())
             if misplaced:
                 raise UserError(
                     f"setting {misplaced[0]!r} needs a searcher; add searcher=<"
@@ -170,7 +205,7 @@ class ColaHFLM(HFLM):
         for key, value in kwargs.items():
             if key in own:
                 settings[key] = _coerce_setting(key, value, defaults[key])
-            elif key in _all_setting_names():
+            elif key in _foreign_setting_names():
                 raise UserError(
                     f"setting {key!r} does not apply to searcher {name!r}; "
                     f"its settings: {', '.join(sorted(own))}"
@@ -188,9 +223,9 @@ class ColaHFLM(HFLM):
     def _task(self, name: str) -> Any:
         if name not in self._tasks:
             # Not run through lm-eval's evaluator: load the task ourselves.
-            from lm_eval.tasks import TaskManager, get_task_dict
+            from lm_eval.tasks import get_task_dict
 
-            manager = TaskManager(include_path=self.include_path)
+            manager = task_manager(self.include_path)
             self._tasks.update(flatten_tasks(get_task_dict([name], manager)))
         if name not in self._tasks:
             raise UserError(f"task {name!r} not found; custom tasks need include_path=<dir>")
@@ -242,6 +277,24 @@ class ColaHFLM(HFLM):
             finally:
                 self.batch_size_per_gpu = saved
 
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Tokens of one loglikelihood request, exactly as lm-eval's TemplateLM makes them."""
+        if context == "":
+            continuation_enc = self.tok_encode(continuation, add_special_tokens=False)
+            if self.prefix_token_id != continuation_enc[0]:
+                return [self.prefix_token_id], continuation_enc
+            return continuation_enc[:1], continuation_enc[1:]
+        return self._encode_pair(context, continuation)
+
+    def chain_runner(self, kind: str, requests: list):
+        """chain -> raw responses for one sample's requests: the fast scorer where it
+        applies (loglikelihood, fast=True), else lm-eval's own path under the chain."""
+        if kind == "loglikelihood" and self.fast:
+            sample = pack([self.encode_pair(*r.args) for r in requests], self.max_length)
+            if SampleScorer.usable(self.model, sample):
+                return SampleScorer(self.model, sample, self.device, self.prefix_cache_bytes)
+        return lambda chain: self._run_chain(kind, requests, chain)
+
     def _search_all(self, requests: list, kind: str, disable_tqdm: bool) -> list:
         groups: dict[tuple[str, int], list[int]] = defaultdict(list)
         for position, request in enumerate(requests):
@@ -250,30 +303,77 @@ class ColaHFLM(HFLM):
         results: list[Any] = [None] * len(requests)
         bar = tqdm(groups.items(), desc=f"oracle search ({self.searcher_name})",
                    disable=disable_tqdm or self.rank != 0, unit="sample")
+        # Keys already in the summary: a sample counts once, even if lm-eval's padding of
+        # ranks or a second request type brings it back.
+        summarized: set = self.__dict__.setdefault("_summarized", set())
+        searched: list[dict] = []
         for (task_name, doc_id), positions in bar:
             unique = list({id(requests[p]): requests[p] for p in positions}.values())
             record = done.get((task_name, doc_id))
-            if record is None or record.get("doc_hash") != doc_hash(unique[0].doc):
+            if (record is None or record.get("doc_hash") != doc_hash(unique[0].doc)
+                    or record.get("requests") != [_jsonable(list(r.args)) for r in unique]):
                 record = self._search_one(kind, task_name, doc_id, unique)
-            else:
+            elif (task_name, doc_id) not in summarized:
                 self.summary.add(record)
+            summarized.add((task_name, doc_id))
+            searched.append(record)
             responses = {id(r): _restore(kind, resp) for r, resp in zip(unique, record["responses"],
                                                                           strict=True)}
             for p in positions:
                 results[p] = responses[id(requests[p])]
             bar.set_postfix_str(self.summary.progress_line(), refresh=False)
+        self._gather_ranks(searched, summarized)
         for request, result in zip(requests, results, strict=True):
             self.cache_hook.add_partial(kind, request.args, result)
         return results
+
+    def _adopt_cpu_ranks(self) -> None:
+        """HFLM turns data parallel on only with several GPUs; launched over N CPU processes
+        (accelerate launch / torchrun, gloo) every process would run the whole eval and
+        write the same records. Take the launcher's ranks so each searches its share."""
+        import os
+
+        accelerator = getattr(self, "accelerator", None)
+        launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        if accelerator is None and launched > 1 and self.device.type == "cpu":
+            raise UserError(
+                f"launched as {launched} processes (WORLD_SIZE={launched}) but accelerate does "
+                "not split them on CPU, so each would search every sample into the same "
+                "records; set ACCELERATE_USE_CPU=true (allowed: that, or one process)"
+            )
+        if (accelerator is None or self._world_size != 1 or accelerator.num_processes <= 1
+                or accelerator.device.type != "cpu"):
+            return
+        self._rank = accelerator.process_index
+        self._world_size = accelerator.num_processes
+
+    def _gather_ranks(self, searched: list[dict], summarized: set) -> None:
+        """With data parallel ranks, add every other rank's samples of this call to this
+        rank's summary (each sample once), so rank 0's get_model_info counts them all.
+        Every rank calls this once per request type, as lm-eval pads ranks to equal work."""
+        if self.world_size <= 1:
+            return
+        import torch.distributed as dist
+
+        light = [{k: r[k] for k in _SUMMARY_FIELDS} for r in searched]
+        parts: list[Any] = [None] * self.world_size
+        dist.all_gather_object(parts, light)
+        for part in parts:
+            for record in part:
+                key = sample_key(record)
+                if key not in summarized:
+                    summarized.add(key)
+                    self.summary.add(record)
 
     def _search_one(self, kind: str, task_name: str, doc_id: int, unique: list) -> dict:
         judge = self._judge(task_name)
         doc = unique[0].doc
         judge.check_gold(doc)
         memo: dict[Chain, list] = {}
+        run = self.chain_runner(kind, unique)
 
         def evaluate(chain: Chain) -> Outcome:
-            memo[chain] = self._run_chain(kind, unique, chain)
+            memo[chain] = run(chain)
             verdict = judge.judge(doc, memo[chain])
             return Outcome(correct=verdict.correct, score=verdict.score)
 
@@ -315,15 +415,18 @@ class ColaHFLM(HFLM):
 
     # ------------------------------------------------------------------ records
 
-    def records_file(self) -> Path | None:
+    def records_file(self, rank: int | None = None) -> Path | None:
+        """This rank's records file (or ``rank``'s). With several data parallel ranks each
+        writes its own ``..._rank{r}.jsonl``, also under an explicit ``records=`` path."""
+        rank = self.rank if rank is None else rank
+        suffix = f"_rank{rank}" if self.world_size > 1 else ""
         if self.records_path:
-            return Path(self.records_path)
+            path = Path(self.records_path)
+            return path.with_name(f"{path.stem}{suffix}{path.suffix}") if suffix else path
         folder = hooks.output_folder()
         if folder is None:
             return None
-        label = f"{self.searcher_name}_{self.config_hash()}"
-        if self.world_size > 1:
-            label += f"_rank{self.rank}"
+        label = f"{self.searcher_name}_{self.config_hash()}{suffix}"
         return Path(folder) / f"cola-records_{label}.jsonl"
 
     def config_hash(self) -> str:
@@ -379,6 +482,10 @@ class ColaHFLM(HFLM):
             info["cola_settings"] = _jsonable(self.searcher.settings)
             info["cola_seed"] = self.seed
             info["cola_records"] = str(self.records_file()) if self.records_file() else None
+            if self.world_size > 1 and self.records_file() is not None:
+                # get_model_info runs on rank 0 only: name every rank's file.
+                info["cola_records_files"] = [str(self.records_file(rank))
+                                              for rank in range(self.world_size)]
             info["cola_summary"] = self.summary.as_dict()
         return info
 
@@ -404,6 +511,23 @@ class _NullWriter:
 
     def close(self) -> None:
         pass
+
+
+def _unknown_model_arg(err: TypeError, kwargs: dict, searcher: str | None) -> None:
+    """Raise a one-line UserError when ``err`` is a model_arg that nothing accepted."""
+    import difflib
+    import re
+
+    found = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+    if found is None or found.group(1) not in kwargs:
+        return
+    name = found.group(1)
+    known = sorted(set(COLA_ARGS) | (_setting_names(searcher) if searcher else set()))
+    close = difflib.get_close_matches(name, known, n=1)
+    raise UserError(
+        f"unknown model argument {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+        f"allowed: {', '.join(known)}, or lm-eval's hf model arguments"
+    ) from None
 
 
 def _cuda_available() -> bool:

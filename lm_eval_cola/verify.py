@@ -17,6 +17,9 @@ from lm_eval_cola.records import read_records
 logger = logging.getLogger(__name__)
 
 
+_MODELS: dict[str, Any] = {}
+
+
 @dataclass(frozen=True)
 class Check:
     task: str
@@ -67,7 +70,11 @@ def verify_records(paths: Iterable[str | Path], model_args: dict[str, Any] | Non
     checks: list[Check] = []
     for load_args, records in by_model.items():
         args = {**json.loads(load_args), **(model_args or {})}
-        lm = ColaHFLM(include_path=include_path, **args)
+        key = json.dumps([args, include_path], sort_keys=True, default=str)
+        if key not in _MODELS:  # keep loaded models: verifying many files loads each once
+            _MODELS.clear()
+            _MODELS[key] = ColaHFLM(include_path=include_path, **args)
+        lm = _MODELS[key]
         for record in records:
             checks.extend(_verify_one(lm, record))
     return checks

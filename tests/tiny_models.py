@@ -48,3 +48,40 @@ def tiny_configs() -> dict[str, T.PretrainedConfig]:
 def tiny_model(kind: str, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     return T.AutoModelForCausalLM.from_config(tiny_configs()[kind]).eval()
+
+
+def tiny_tokenizer():
+    """A byte-level BPE tokenizer trained here on a few sentences: offline and small."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    corpus = [
+        "Question: Which of these is a mammal? Answer: the whale is a mammal.",
+        "The answer is 42. Let us think step by step about the numbers.",
+        "Plants need sunlight and water to grow; animals need food.",
+    ] * 20
+    tokenizer.train_from_iterator(corpus, trainer)
+    return T.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+
+
+def save_tiny_model(folder, kind: str = "llama", seed: int = 0) -> str:
+    """A tiny random model of `kind` with the tiny tokenizer, saved for `pretrained=`."""
+    tokenizer = tiny_tokenizer()
+    config = tiny_configs()[kind]
+    config.vocab_size = len(tokenizer)
+    config.pad_token_id, config.bos_token_id, config.eos_token_id = 0, 1, 2
+    # Large random weights: answers then depend on the chain, as a real model's do.
+    config.initializer_range = 0.5
+    torch.manual_seed(seed)
+    model = T.AutoModelForCausalLM.from_config(config).eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)

@@ -1,0 +1,72 @@
+"""The fast scorer (packed context, prefix reuse, scored logits only) equals the plain path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lm_eval_cola.engine import chain_applied
+from lm_eval_cola.fast import PrefixStore, SampleScorer, pack
+from tests.tiny_models import tiny_configs, tiny_model
+
+CHAINS = [(0, 1, 2, 3), (0, 1, 1, 2, 3), (0, 1, 2), (1, 3), (0, 1, 1, 2), (3, 2, 1, 0)]
+
+
+def plain_scores(model, pairs, chain):
+    """One full forward per request with full logits, as lm-eval scores a request."""
+    out = []
+    with chain_applied(model, chain), torch.no_grad():
+        for context, continuation in pairs:
+            inputs = torch.tensor([(context + continuation)[:-1]])
+            logprobs = F.log_softmax(model(inputs).logits[0].float(), dim=-1)
+            rows = logprobs[inputs.shape[1] - len(continuation):]
+            targets = torch.tensor(continuation)
+            ll = rows[torch.arange(len(continuation)), targets].sum().item()
+            out.append((ll, bool((rows.argmax(-1) == targets).all())))
+    return out
+
+
+def sample_pairs(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    context = torch.randint(3, 128, (9,), generator=g).tolist()
+    # Three choices after one context, and one request whose context differs at the end.
+    return [(context, [5, 6, 7]), (context, [8]), (context, [9, 10]),
+            (context[:-2], context[-2:] + [11])]
+
+
+@pytest.mark.parametrize("kind", sorted(tiny_configs()))
+def test_fast_scores_equal_plain_scores(kind):
+    model = tiny_model(kind)
+    pairs = sample_pairs(0)
+    sample = pack(pairs, max_length=256)
+    if not SampleScorer.usable(model, sample):
+        # Sliding windows shorter than the packed sample: the model falls back to lm-eval's path.
+        assert getattr(model.config, "sliding_window", None) is not None
+        pytest.skip("sliding window shorter than the sample")
+    scorer = SampleScorer(model, sample, torch.device("cpu"))
+    for chain in CHAINS:
+        fast, plain = scorer(chain), plain_scores(model, pairs, chain)
+        assert [g for _, g in fast] == [g for _, g in plain]
+        for (a, _), (b, _) in zip(fast, plain, strict=True):
+            assert a == pytest.approx(b, abs=1e-4)
+    # Prefix reuse ran fewer layers than the chains hold.
+    assert scorer.layers_run < sum(len(c) for c in CHAINS)
+
+
+def test_prefix_store_evicts_by_bytes():
+    store = PrefixStore(max_bytes=3 * 4 * 10)
+    for k in range(5):
+        store.put((k,), torch.zeros(10))
+    assert store.bytes <= store.max_bytes
+    assert store.longest((0,))[0] == 0 and store.longest((4,))[0] == 1
+
+
+def test_pack_shares_the_context_once():
+    pairs = sample_pairs(1)
+    sample = pack(pairs, max_length=256)
+    plain_tokens = sum(len(c) + len(t) - 1 for c, t in pairs)
+    assert sample.length < plain_tokens
+    # The shared prefix is the whole 9-token context; the last request adds nothing to it.
+    assert int((sample.segments == 0).sum()) == 9
+    assert int(sample.segments.max()) == 3

@@ -1,0 +1,107 @@
+"""The lm-eval models end to end on a tiny random model and the local ARC / GSM8K data."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("COLA_DATA_DIR"), reason="needs COLA_DATA_DIR (local benchmark data)"
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from tests.tiny_models import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "llama")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hooks_installed():
+    # The .pth start-up hook does this when the package is installed; be explicit here.
+    from lm_eval_cola import hooks, local_tasks
+
+    local_tasks.install()
+    hooks.install_evaluator_hook()
+    import lm_eval_cola.models  # noqa: F401
+
+
+def evaluate(model, model_args, tasks=("arc_challenge",), limit=4, **kwargs):
+    import lm_eval
+
+    return lm_eval.simple_evaluate(model=model, model_args=model_args, tasks=list(tasks),
+                                   limit=limit, log_samples=True, **kwargs)
+
+
+def sample_lls(results, task="arc_challenge"):
+    return [[r[0][0] for r in s["resps"]] for s in results["samples"][task]]
+
+
+def test_identity_chain_reproduces_hf(tiny_dir):
+    plain = evaluate("hf", f"pretrained={tiny_dir},device=cpu")
+    cola = evaluate("cola_hf", f"pretrained={tiny_dir},device=cpu,chain=identity")
+    for key in ("acc,none", "acc_norm,none"):
+        assert cola["results"]["arc_challenge"][key] == plain["results"]["arc_challenge"][key]
+    for a, b in zip(sample_lls(cola), sample_lls(plain), strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
+    config = cola["config"]
+    assert config["cola_chain"] == "0-3" and config["cola_num_layers"] == 4
+    assert config["cola_depth_ratio"] == 1.0
+
+
+def test_a_repeat_and_a_skip_change_the_scores(tiny_dir):
+    plain = sample_lls(evaluate("cola_hf", f"pretrained={tiny_dir},device=cpu"))
+    for chain in ("0-1+1+2-3", "skip:1-2"):
+        changed = sample_lls(evaluate("cola_hf", f"pretrained={tiny_dir},device=cpu,chain={chain}"))
+        assert max(abs(a - b) for x, y in zip(changed, plain, strict=True)
+                   for a, b in zip(x, y, strict=True)) > 1e-3
+
+
+def read_jsonl(path):
+    with open(path) as handle:
+        return [json.loads(line) for line in handle]
+
+
+def test_mcts_records_verify_and_a_forged_chain_fails(tiny_dir, tmp_path):
+    from lm_eval_cola.cli import main
+    from lm_eval_cola.verify import verify_records
+
+    records = tmp_path / "records.jsonl"
+    results = evaluate("cola_mcts", f"pretrained={tiny_dir},device=cpu,budget=6,records={records}",
+                       limit=5)
+    rows = read_jsonl(records)
+    assert [r["doc_id"] for r in rows] == list(range(5))
+    assert all(1 <= r["evaluations"] <= 6 for r in rows)
+    assert all(r["best_correct"] or not r["full_correct"] for r in rows)  # oracle >= full
+    summary = results["config"]["cola_summary"]
+    assert summary["samples"] == 5 and summary["oracle"] is True
+    assert results["results"]["arc_challenge"]["acc,none"] == pytest.approx(
+        sum(r["best_correct"] for r in rows) / 5)
+    assert main(["verify", str(records), "--model_args", "device=cpu"]) == 0
+
+    # Forge one record's chain until its recorded correctness no longer holds.
+    forged = tmp_path / "forged.jsonl"
+    for chain in ("0", "1", "2", "3", "3-0", "0-3*2", "1-2"):
+        row = dict(rows[0], best_chain=chain)
+        forged.write_text(json.dumps(row) + "\n")
+        checks = verify_records([forged], {"device": "cpu"})
+        if not all(c.ok for c in checks):
+            break
+    else:
+        pytest.fail("no forged chain changed the answer")
+    assert main(["verify", str(forged), "--model_args", "device=cpu"]) == 1
+
+
+def test_generation_search_runs_through_the_task_filters(tiny_dir, tmp_path):
+    records = tmp_path / "gsm8k.jsonl"
+    results = evaluate(
+        "cola_greedy", f"pretrained={tiny_dir},device=cpu,budget=3,records={records}",
+        tasks=("gsm8k",), limit=2, gen_kwargs="max_gen_toks=8",
+    )
+    rows = read_jsonl(records)
+    assert len(rows) == 2 and all(r["request_type"] == "generate_until" for r in rows)
+    assert all(r["oracle_filter"] == "strict-match" for r in rows)
+    assert "exact_match,strict-match" in results["results"]["gsm8k"]
