@@ -33,6 +33,12 @@ def install_evaluator_hook() -> None:
     from lm_eval import evaluator
     from lm_eval.loggers import evaluation_tracker as tracking
 
+    from lm_eval_cola.errors import install_excepthook
+
+    # Our UserErrors (--use_cache refused, local data missing) can come before any cola
+    # model module is imported: print them as one line from the start.
+    install_excepthook()
+
     original_evaluate = evaluator.evaluate
 
     @functools.wraps(original_evaluate)

@@ -78,7 +78,10 @@ class RecordWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         except OSError as err:
-            raise RecordsError(f"cannot write records to {str(self.path)!r}: {err.strerror}") from None
+            raise RecordsError(
+                f"cannot write records to {str(self.path)!r}: {err.strerror}; "
+                "allowed: a writable folder (--output_path or records=)"
+            ) from None
         self._writer = jsonlines.Writer(self._handle, compact=True, sort_keys=False)
 
     def write(self, record: dict[str, Any]) -> None:

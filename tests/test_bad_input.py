@@ -1,0 +1,198 @@
+"""Bad input: each case ends in one clear line that names the bad value and what is allowed
+(a UserError, printed as ``error: ...`` with no traceback), and leaves existing records intact.
+
+Most cases run in this process (each real ``lm_eval`` start indexes every lm-eval task: slow);
+the real commands are checked for the one-line output in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lm_eval_cola.errors import UserError
+from tests import cli_helpers as cli
+
+RECORD = {
+    "task": "arc_challenge", "doc_id": 0, "doc_hash": "h", "searcher": "mcts", "settings": {},
+    "seed": 1, "full_correct": True, "best_chain": "0-3", "best_length": 4,
+    "best_correct": True, "num_layers": 4, "evaluations": 1, "seconds": 0.1,
+    "responses": [[-1.0, True]],
+}
+
+
+@pytest.fixture()
+def records(tmp_path) -> Path:
+    """An existing records file that no bad input may touch."""
+    path = tmp_path / "records.jsonl"
+    path.write_text(json.dumps(RECORD) + "\n")
+    return path
+
+
+def one_line(error: BaseException) -> str:
+    assert isinstance(error, UserError), f"{type(error).__name__}: {error}"
+    line = f"error: {error}"
+    assert "\n" not in line
+    return line
+
+
+def expect_error(make, *needles: str) -> str:
+    with pytest.raises(UserError) as caught:
+        make()
+    line = one_line(caught.value)
+    for needle in needles:
+        assert needle in line, f"{needle!r} not in {line!r}"
+    return line
+
+
+def model(tiny_dir: str, records: Path, cls: str = "ColaHFLM", **args):
+    from lm_eval_cola import models
+
+    return getattr(models, cls)(pretrained=tiny_dir, records=str(records), **args)
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        ({"chain": "0-2+x"}, ["'x'", "allowed: N, A-B"]),  # malformed chain text
+        ({"chain": "0-9"}, ["'0-9'", "index 4 out of range", "allowed 0-3"]),
+        ({"chain": "+"}, ["empty chain '+'", "at least one layer"]),
+        ({"chain": "0-3*3"}, ["'0-3*3'", "over the cap of 8", "max_chain_length"]),
+        ({"searcher": "beam"}, ["'beam'", "allowed:", "mcts"]),  # unknown searcher
+        ({"searcher": "mcts", "budget": 0}, ["budget", "0"]),
+        ({"searcher": "greedy", "budget": -3}, ["budget", "-3"]),
+        ({"searcher": "greedy", "c": 2}, ["'c'", "'greedy'", "its settings:"]),
+        ({"c": 2}, ["'c'", "needs a searcher"]),
+        ({"searcher": "mcts", "chain": "0-2"}, ["'0-2'", "searches start from the full chain"]),
+    ],
+    ids=["malformed-chain", "layer-out-of-range", "empty-chain", "chain-over-cap",
+         "unknown-searcher", "zero-budget", "negative-budget", "setting-of-other-searcher",
+         "setting-without-searcher", "chain-with-searcher"],
+)
+def test_bad_model_args(tiny_llama_dir, records, args, needles):
+    before = records.read_bytes()
+    expect_error(lambda: model(tiny_llama_dir, records, **args), *needles)
+    assert records.read_bytes() == before
+
+
+def test_unknown_searcher_setting(tiny_llama_dir, records):
+    """A misspelt setting must not reach transformers as a model kwarg (a TypeError there)."""
+    before = records.read_bytes()
+    expect_error(lambda: model(tiny_llama_dir, records, cls="ColaMCTS", budgett=4),
+                 "'budgett'", "did you mean 'budget'", "allowed:")
+    assert records.read_bytes() == before
+
+
+def test_unsupported_architecture(tmp_path, records):
+    import transformers as T
+
+    from tests.tiny_models import tiny_tokenizer
+
+    folder = tmp_path / "gpt2"
+    tokenizer = tiny_tokenizer()
+    config = T.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2,
+                          n_positions=128, bos_token_id=1, eos_token_id=2)
+    T.GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    before = records.read_bytes()
+    expect_error(lambda: model(str(folder), records), "'gpt2'", "supported:", "llama")
+    assert records.read_bytes() == before
+
+
+def _arc_task(name: str, **overrides):
+    from lm_eval.api.task import ConfigurableTask
+
+    import lm_eval_cola.local_tasks as local
+
+    local.install()
+    config = {
+        "task": name, "dataset_path": "allenai/ai2_arc", "dataset_name": "ARC-Challenge",
+        "test_split": "test", "output_type": "multiple_choice",
+        "doc_to_text": "Question: {{question}}\nAnswer:",
+        "doc_to_target": "{{choices.label.index(answerKey)}}",
+        "doc_to_choice": "{{choices.text}}", "metric_list": [{"metric": "acc"}],
+    }
+    config.update(overrides)
+    return ConfigurableTask(config=config)
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_data_dir_missing_or_lacking_the_file(tmp_path, monkeypatch, folder):
+    root = tmp_path / folder
+    if folder == "empty":
+        root.mkdir()
+    monkeypatch.setenv("COLA_DATA_DIR", str(root))
+    line = expect_error(lambda: _arc_task("mini_arc"), f"COLA_DATA_DIR={root}", "mini_arc",
+                        "test.jsonl", "does not exist")
+    if folder == "missing":
+        assert "is not a directory" in line
+
+
+def test_oracle_on_task_without_gold(tiny_llama_dir, records, monkeypatch):
+    monkeypatch.setenv("COLA_DATA_DIR", cli.DATA_DIR)
+    task = _arc_task("no_gold_arc", output_type="generate_until", doc_to_choice=None,
+                     doc_to_target="{{ '' }}", metric_list=[{"metric": "exact_match"}])
+    task.build_all_requests(limit=1, rank=0, world_size=1)
+    lm = model(tiny_llama_dir, records, cls="ColaMCTS", budget=2)
+    lm.attach_tasks({"no_gold_arc": task})
+    before = records.read_bytes()
+    expect_error(lambda: lm.loglikelihood(task.instances, disable_tqdm=True),
+                 "'no_gold_arc'", "no usable gold")
+    assert records.read_bytes() == before
+
+
+def test_oracle_on_perplexity_task(tiny_llama_dir, records):
+    class Request:
+        task_name = "wikitext"
+
+    lm = model(tiny_llama_dir, records, cls="ColaGreedy")
+    expect_error(lambda: lm.loglikelihood_rolling([Request()]), "'wikitext'", "no gold answer",
+                 "multiple_choice")
+
+
+def test_corrupt_records_file(tmp_path):
+    from lm_eval_cola.records import read_records
+
+    path = tmp_path / "cola-records_x.jsonl"
+    text = json.dumps(RECORD) + "\n{not json\n" + json.dumps({**RECORD, "doc_id": 1}) + "\n"
+    path.write_text(text)
+    expect_error(lambda: read_records(path, repair=True), str(path), "line 2",
+                 "move the file away or fix that line")
+    assert path.read_text() == text
+
+
+def test_unwritable_output(tmp_path):
+    from lm_eval_cola.records import RecordWriter
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    target = blocker / "out" / "records.jsonl"
+    expect_error(lambda: RecordWriter(target), str(target), "cannot write records")
+    assert blocker.read_text() == "not a folder"
+
+
+def test_models_import_installs_the_excepthook():
+    code = ("import lm_eval_cola.models; from lm_eval_cola.errors import UserError; "
+            "raise UserError(\"bad budget 0; allowed: an integer >= 1\")")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=cli.env(), timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == ["error: bad budget 0; allowed: an integer >= 1"]
+
+
+def test_real_lm_eval_command_prints_one_line(tiny_llama_dir, records):
+    """The real ``lm_eval`` command: a bad chain is one line, no traceback, records intact."""
+    before = records.read_bytes()
+    args = ["--model", "cola_hf", "--model_args",
+            f"pretrained={tiny_llama_dir},chain=0-9,records={records}",
+            "--tasks", cli.TASK, "--limit", "1"]
+    done = cli.run_lm_eval(args)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: layer index 4 out of range in chain '0-9'; this model has 4 layers "
+                      "(allowed 0-3)"], done.stderr[-3000:]
+    assert records.read_bytes() == before

@@ -1,0 +1,37 @@
+"""Data parallel: ``lm_eval --model cola_mcts`` over 2 CPU processes (torchrun, gloo) writes
+every sample's record once across the ranks' files, and its metrics, records and summary equal
+a single-process run with the same seed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests import cli_helpers as cli
+
+
+def test_two_cpu_ranks_equal_one_process(tiny_llama_dir, tmp_path):
+    reference = cli.reference_run(tiny_llama_dir)
+    output = tmp_path / "dp2"
+    # accelerate takes the launcher's ranks on CPU only with ACCELERATE_USE_CPU (what
+    # `accelerate launch --cpu` sets); `accelerate launch --cpu` itself starts one process.
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "--no_python", *cli.LM_EVAL, *cli.oracle_args(tiny_llama_dir, output),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env=cli.env(ACCELERATE_USE_CPU="true"), cwd=cli.ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    files = cli.record_files(output)
+    assert sorted(p.name.rsplit("_", 1)[-1] for p in files) == ["rank0.jsonl", "rank1.jsonl"]
+    shares = [len(p.read_text().splitlines()) for p in files]
+    assert all(shares) and sum(shares) == cli.LIMIT, shares
+
+    both = cli.load_records(output)
+    plain = cli.load_records(reference)
+    assert cli.comparable_records(both) == cli.comparable_records(plain)  # none lost, none twice
+    results, single = cli.load_results(output), cli.load_results(reference)
+    assert cli.comparable_results(results) == cli.comparable_results(single)
+    assert results["config"]["cola_summary"]["samples"] == cli.LIMIT
+    assert sorted(results["config"]["cola_records_files"]) == [str(p) for p in files]
