@@ -136,10 +136,9 @@ class ColaHFLM(HFLM):
             self.pretrained_label = model.name
             self.load_args = {"pretrained": model.folder, "gguf_file": model.gguf_file}
         else:
-            label = pretrained if isinstance(pretrained, str) else self.pretrained_label
-            self.load_args = {"pretrained": label}
-            self.load_args.update({k: kwargs[k] for k in ("gguf_file", "revision") if k in kwargs})
             self.pretrained_label = str(getattr(pretrained, "name_or_path", pretrained))
+            self.load_args = {"pretrained": self.pretrained_label}
+            self.load_args.update({k: kwargs[k] for k in ("gguf_file", "revision") if k in kwargs})
         if "dtype" in kwargs:
             self.load_args["dtype"] = str(kwargs["dtype"])
         kwargs.setdefault("device", "cpu" if not _cuda_available() else "cuda")

@@ -1,0 +1,63 @@
+"""The embedded real model (SmolLM2-135M-Instruct, 30 layers) through lm-eval's evaluator."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("COLA_DATA_DIR"), reason="needs COLA_DATA_DIR (local benchmark data)"
+)
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    """The embedded model, loaded once and shared by `hf` and `cola_*` (same weights)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lm_eval_cola import hooks, local_tasks
+    from lm_eval_cola.default_model import DefaultModelMissingError, default_model
+
+    local_tasks.install()
+    hooks.install_evaluator_hook()
+    import lm_eval_cola.models  # noqa: F401  (the start-up hook does this once installed)
+
+    try:
+        embedded = default_model()
+    except DefaultModelMissingError as err:
+        pytest.skip(str(err))
+    model = AutoModelForCausalLM.from_pretrained(embedded.folder, gguf_file=embedded.gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(embedded.folder, gguf_file=embedded.gguf_file)
+    return {"pretrained": model.eval(), "tokenizer": tokenizer, "device": "cpu"}
+
+
+def evaluate(model, args, limit):
+    import lm_eval
+
+    return lm_eval.simple_evaluate(model=model, model_args=args, tasks=["arc_challenge"],
+                                   limit=limit)
+
+
+def test_identity_cola_hf_equals_hf_on_arc(smollm):
+    plain = evaluate("hf", dict(smollm), 20)["results"]["arc_challenge"]
+    cola = evaluate("cola_hf", dict(smollm, chain="identity"), 20)["results"]["arc_challenge"]
+    assert cola["acc,none"] == plain["acc,none"]
+    assert cola["acc_norm,none"] == plain["acc_norm,none"]
+
+
+def test_mcts_oracle_beats_the_full_chain_and_every_record_verifies(smollm, tmp_path):
+    from lm_eval_cola.verify import verify_records
+
+    records = tmp_path / "records.jsonl"
+    results = evaluate("cola_mcts", dict(smollm, budget=12, records=str(records)), 10)
+    summary = results["config"]["cola_summary"]
+    assert summary["samples"] == 10
+    assert results["results"]["arc_challenge"]["acc,none"] == summary["oracle_accuracy"]
+    assert summary["oracle_accuracy"] >= summary["full_chain_accuracy"]
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    assert len(rows) == 10
+    checks = verify_records([records], {"pretrained": smollm["pretrained"],
+                                        "tokenizer": smollm["tokenizer"], "device": "cpu"})
+    assert len(checks) == 20 and all(check.ok for check in checks)
