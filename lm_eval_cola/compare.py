@@ -1,0 +1,259 @@
+"""``lm-eval-cola compare``: the same model, samples, seed and budget under several searchers.
+
+Each variant is one run of lm-eval's own evaluator (``simple_evaluate``, saved by its
+``EvaluationTracker`` as ``lm_eval`` does), under its own lm-eval model and in its own folder:
+
+    none           cola_hf     searcher=none    (the full chain: the baseline of the search rows)
+    random         cola_random
+    greedy         cola_greedy
+    mcts           cola_mcts
+    <other>        cola_hf     searcher=<other> (any registered searcher)
+    hf             hf          (plain lm-eval: a baseline row with no cola code in the path)
+    chain:<text>   cola_hf     chain=<text>     (a fixed chain)
+
+    <output>/<variant>/<model name>/results_<date>.json    lm-eval's results
+    <output>/<variant>/<model name>/cola-records_*.jsonl   the per-sample records
+
+A variant whose complete results already sit in its folder (same lm-eval model, model_args,
+limit and all the tasks) is skipped, so a re-run after a crash does only what is missing; a
+variant that died half-way resumes from its records. It ends by printing the leaderboard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lm_eval_cola.cli import parse_model_args, subcommand
+from lm_eval_cola.errors import UserError
+
+DEFAULT_SEARCHERS = "none,random,greedy,mcts"
+# searcher -> its own lm-eval model; any other searcher runs as cola_hf searcher=<name>.
+SEARCHER_MODELS = {"mcts": "cola_mcts", "greedy": "cola_greedy", "random": "cola_random"}
+
+
+@dataclass
+class Variant:
+    name: str  # as given in --searchers
+    model: str  # the lm-eval model
+    model_args: str  # the full model_args text
+    folder: Path  # lm-eval's output_path for this variant
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.model_args}".strip()
+
+
+def _join_args(*parts: str) -> str:
+    return ",".join(p for p in parts if p)
+
+
+def _folder_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name.replace(":", "-")).strip("_") or "variant"
+
+
+def plain_model_args(extra: str) -> str:
+    """model_args for ``--model hf``: the embedded default model unless pretrained= is given."""
+    if "pretrained" in parse_model_args(extra):
+        return extra
+    from lm_eval_cola.default_model import default_model
+
+    return _join_args(default_model().model_args(), extra)
+
+
+def make_variants(names: list[str], output: Path, extra: str, seed: int,
+                  budget: int | None) -> list[Variant]:
+    """The variants of ``--searchers``; UserError names a bad one and what is allowed."""
+    from lm_eval_cola.searchers import SEARCHERS, searcher_names
+
+    given = parse_model_args(extra)
+    clash = sorted(set(given) & {"searcher", "chain", "seed", "budget"})
+    if clash:
+        raise UserError(f"--model_args must not set {clash[0]!r}; compare sets it per variant "
+                        "(use --searchers, --seed, --budget)")
+    variants: list[Variant] = []
+    for name in names:
+        if name == "hf":
+            model, args = "hf", plain_model_args(extra)
+        elif name.startswith("chain:"):
+            chain = name.partition(":")[2]
+            if not chain or "," in chain:
+                raise UserError(f"bad variant {name!r}; a fixed chain is chain:<text>, terms "
+                                "joined by '+', e.g. chain:0-9+12-29")
+            model, args = "cola_hf", _join_args(extra, f"chain={chain}")
+        elif name in SEARCHERS:
+            model = SEARCHER_MODELS.get(name, "cola_hf")
+            own = "" if model != "cola_hf" else f"searcher={name}"
+            # none runs only the full chain: a budget would change nothing but its settings
+            spend = f"budget={budget}" if budget is not None and name != "none" else ""
+            args = _join_args(extra, own, f"seed={seed}", spend)
+        else:
+            raise UserError(f"unknown variant {name!r}; allowed: {', '.join(searcher_names())}, "
+                            "hf, chain:<text>")
+        variants.append(Variant(name, model, args, output / _folder_name(name)))
+    if len({v.name for v in variants}) != len(variants):
+        raise UserError("--searchers names a variant twice")
+    return variants
+
+
+def _same_evaluation(data: dict[str, Any], tasks: list[str], eval_kwargs: dict[str, Any]) -> bool:
+    """The run used these gen_kwargs (as lm-eval stores them) and, if given, num_fewshot."""
+    wanted = eval_kwargs.get("gen_kwargs")
+    if isinstance(wanted, str):
+        from lm_eval.utils import simple_parse_args_string
+
+        wanted = simple_parse_args_string(wanted)
+    if (data["config"].get("gen_kwargs") or None) != (wanted or None):
+        return False
+    shots = eval_kwargs.get("num_fewshot")
+    return shots is None or all((data.get("n-shot") or {}).get(t) == shots for t in tasks)
+
+
+def complete_results(variant: Variant, tasks: list[str], limit: Any,
+                     eval_kwargs: dict[str, Any] | None = None) -> Path | None:
+    """A results file in the variant's folder from exactly this run with every task: the
+    same lm-eval model, model_args, limit, gen_kwargs and (when given) num_fewshot."""
+    if not variant.folder.is_dir():
+        return None
+    from lm_eval_cola.leaderboard import RunDirError, read_run_file
+    from lm_eval_cola.leaderboard import parse_model_args as stored_args
+
+    for path in sorted(variant.folder.rglob("results*.json"), reverse=True):
+        try:
+            run = read_run_file(path)
+        except RunDirError:
+            continue
+        config = run.data["config"]
+        same = (config.get("model") == variant.model
+                and run.model_args == stored_args(variant.model_args)
+                and config.get("limit") == limit)
+        if (same and all(t in run.data["results"] for t in tasks)
+                and _same_evaluation(run.data, tasks, eval_kwargs or {})):
+            return path
+    return None
+
+
+def run_variant(variant: Variant, tasks: list[str], limit: Any, task_manager: Any,
+                eval_kwargs: dict[str, Any]) -> None:
+    """One lm-eval run, saved the way the ``lm_eval`` command saves it."""
+    from lm_eval import evaluator
+    from lm_eval.loggers import EvaluationTracker
+
+    tracker = EvaluationTracker(output_path=str(variant.folder))
+    results = evaluator.simple_evaluate(
+        model=variant.model, model_args=variant.model_args, tasks=tasks, limit=limit,
+        evaluation_tracker=tracker, task_manager=task_manager, log_samples=False, **eval_kwargs,
+    )
+    if results is None:  # not rank 0
+        return
+    results.pop("samples", None)
+    tracker.save_results_aggregated(results=results, samples=None)
+
+
+def _ensure_hooks() -> None:
+    # The .pth start-up hook installs these when lm_eval is imported; without the package
+    # installed (a source checkout) do it here. All three are idempotent.
+    from lm_eval_cola import hooks, local_tasks
+
+    hooks.install_evaluator_hook()
+    local_tasks.install()
+    import lm_eval_cola.models  # noqa: F401  registers the cola_* models
+
+
+def _say(text: str) -> None:
+    print(f"[compare] {text}", file=sys.stderr, flush=True)
+
+
+def compare(searchers: list[str], tasks: list[str], output: str | Path, limit: Any = None,
+            budget: int | None = None, seed: int = 1234, model_args: str = "",
+            include_path: str | None = None, task_manager: Any = None,
+            eval_kwargs: dict[str, Any] | None = None) -> list[tuple[Variant, str]]:
+    """Run the variants that are not complete yet; returns (variant, "ran"|"skipped")."""
+    if not tasks:
+        raise UserError("--tasks is empty; give e.g. --tasks arc_challenge,gsm8k")
+    output = Path(output)
+    variants = make_variants(searchers, output, model_args or "", seed, budget)
+    _ensure_hooks()
+    done: list[tuple[Variant, str]] = []
+    started = time.perf_counter()
+    for number, variant in enumerate(variants, start=1):
+        head = f"variant {number}/{len(variants)}: {variant.name} ({variant})"
+        found = complete_results(variant, tasks, limit, eval_kwargs)
+        if found is not None:
+            _say(f"{head}: complete results in {found}, skipped")
+            done.append((variant, "skipped"))
+            continue
+        if task_manager is None:
+            from lm_eval.tasks import TaskManager
+
+            task_manager = TaskManager(include_path=include_path)
+        _say(f"{head}: running")
+        begin = time.perf_counter()
+        run_variant(variant, tasks, limit, task_manager, eval_kwargs or {})
+        _say(f"{head}: done in {time.perf_counter() - begin:.1f} s "
+             f"(all variants so far {time.perf_counter() - started:.1f} s)")
+        done.append((variant, "ran"))
+    return done
+
+
+def _compare_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--searchers", default=DEFAULT_SEARCHERS,
+                        help=f"variants, comma-separated (default {DEFAULT_SEARCHERS}); also "
+                             "any registered searcher, hf (plain lm-eval) and chain:<text>")
+    parser.add_argument("--tasks", required=True, help="lm-eval tasks, comma-separated")
+    parser.add_argument("--limit", type=float, default=None,
+                        help="samples per task (as lm-eval's --limit; below 1: a fraction)")
+    parser.add_argument("--budget", type=int, default=None,
+                        help="chain evaluations per sample for the searchers (default: theirs)")
+    parser.add_argument("--seed", type=int, default=1234, help="the searchers' seed")
+    parser.add_argument("--output", required=True, help="folder for all variants' outputs")
+    parser.add_argument("--model_args", default="",
+                        help="passed to every variant, e.g. pretrained=...,dtype=bfloat16 "
+                             "(default: the embedded model)")
+    parser.add_argument("--num_fewshot", type=int, default=None)
+    parser.add_argument("--gen_kwargs", default=None,
+                        help="as lm-eval's --gen_kwargs, e.g. max_gen_toks=128")
+    parser.add_argument("--batch_size", default=None, help="as lm-eval's --batch_size")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--include_path", default=None, help="folder of custom task YAMLs")
+    parser.add_argument("--board", default=None,
+                        help="also write the leaderboard files (md, csv, html, plots) here")
+
+
+@subcommand("compare", "run lm-eval once per searcher on the same model, samples and budget, "
+            "then print the leaderboard", _compare_args)
+def run_compare(args: argparse.Namespace) -> int:
+    from lm_eval_cola import leaderboard
+
+    limit: Any = args.limit
+    if limit is not None:
+        if limit <= 0:
+            raise UserError(f"--limit must be > 0, got {args.limit:g}")
+        limit = int(limit) if limit >= 1 else limit
+    if args.budget is not None and args.budget < 1:
+        raise UserError(f"--budget must be >= 1, got {args.budget}")
+    eval_kwargs: dict[str, Any] = {}
+    if args.num_fewshot is not None:
+        eval_kwargs["num_fewshot"] = args.num_fewshot
+    if args.gen_kwargs is not None:
+        eval_kwargs["gen_kwargs"] = args.gen_kwargs
+    if args.batch_size is not None:
+        eval_kwargs["batch_size"] = args.batch_size
+    if args.device is not None:
+        eval_kwargs["device"] = args.device
+    searchers = [s.strip() for s in args.searchers.split(",") if s.strip()]
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    done = compare(searchers, tasks, args.output, limit=limit, budget=args.budget,
+                   seed=args.seed, model_args=args.model_args, include_path=args.include_path,
+                   eval_kwargs=eval_kwargs)
+    # the table of exactly this comparison's results (a folder may hold other budgets too)
+    files = [complete_results(v, tasks, limit, eval_kwargs) for v, _ in done]
+    board = leaderboard.build_board([f for f in files if f is not None])
+    _say(f"{sum(s == 'ran' for _, s in done)} ran, {sum(s == 'skipped' for _, s in done)} "
+         "skipped; leaderboard:")
+    return leaderboard.report(board, args.board, title="Comparison")
+

@@ -1,0 +1,409 @@
+"""compare + leaderboard end to end on a tiny random model and the local ARC / GSM8K data.
+
+The fixture runs are real: ``compare`` runs lm-eval's own evaluator once per variant (none,
+random, greedy, mcts and a fixed chain) and once more for a plain ``hf`` baseline in another
+folder. Every number the tests expect is read back from those runs' files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("COLA_DATA_DIR"), reason="needs COLA_DATA_DIR (local benchmark data)"
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS = ["arc_challenge", "gsm8k"]
+MAIN_METRIC = {"arc_challenge": "acc,none", "gsm8k": "exact_match,strict-match"}
+VARIANTS = ["none", "random", "greedy", "mcts", "chain:0+2-3"]
+LM_EVAL_MODEL = {"none": "cola_hf", "random": "cola_random", "greedy": "cola_greedy",
+                 "mcts": "cola_mcts", "chain:0+2-3": "cola_hf", "hf": "hf"}
+LIMIT, BUDGET = 3, 4
+# Short generations keep gsm8k fast on the tiny model (its prompts need no few-shot here).
+EVAL = {"num_fewshot": 0, "gen_kwargs": "max_gen_toks=8"}
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hooks_installed():
+    # The .pth start-up hook does this when the package is installed; be explicit here.
+    from lm_eval_cola import hooks, local_tasks
+
+    local_tasks.install()
+    hooks.install_evaluator_hook()
+    import lm_eval_cola.models  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def task_manager():
+    from lm_eval import tasks
+
+    folder = Path(tasks.__file__).parent
+    return tasks.TaskManager(include_defaults=False,
+                             include_path=[str(folder / "arc"), str(folder / "gsm8k")])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_llama_dir, task_manager):
+    import torch
+
+    from lm_eval_cola.compare import compare
+
+    root = tmp_path_factory.mktemp("runs")
+    model_args = f"pretrained={tiny_llama_dir},device=cpu"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model gains nothing from threads; on a busy box they thrash
+    try:
+        searched = compare(VARIANTS, TASKS, root / "cmp", limit=LIMIT, budget=BUDGET,
+                           model_args=model_args, task_manager=task_manager, eval_kwargs=EVAL)
+        plain = compare(["hf"], TASKS, root / "base", limit=LIMIT, model_args=model_args,
+                        task_manager=task_manager, eval_kwargs=EVAL)
+    finally:
+        torch.set_num_threads(threads)
+    assert [s for _, s in searched + plain] == ["ran"] * (len(VARIANTS) + 1)
+    return {"root": root, "cmp": root / "cmp", "base": root / "base", "model_args": model_args,
+            "task_manager": task_manager}
+
+
+def results_file(folder: Path) -> Path:
+    (path,) = sorted(folder.rglob("results_*.json"))
+    return path
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def source_of(row) -> dict:
+    (path,) = row.sources
+    return load(path)
+
+
+# ---------------------------------------------------------------------------- compare
+
+
+def test_compare_runs_each_variant_as_its_own_lm_eval_model(runs):
+    from lm_eval_cola.compare import _folder_name
+
+    for name in VARIANTS:
+        data = load(results_file(runs["cmp"] / _folder_name(name)))
+        config = data["config"]
+        assert config["model"] == LM_EVAL_MODEL[name]
+        assert config["limit"] == LIMIT
+        assert set(data["results"]) == set(TASKS)
+        assert {t: v["effective"] for t, v in data["n-samples"].items()} == dict.fromkeys(
+            TASKS, LIMIT)
+        assert (config["random_seed"], config["numpy_seed"], config["torch_seed"]) == (0, 1234,
+                                                                                       1234)
+        if name.startswith("chain:"):
+            assert config["cola_chain"] == "0+2-3" and "cola_searcher" not in config
+            continue
+        assert config["cola_searcher"] == name and config["cola_seed"] == 1234
+        assert config["cola_settings"]["budget"] == (1 if name == "none" else BUDGET)
+        records = Path(config["cola_records"])
+        assert records.parent == results_file(runs["cmp"] / name).parent and records.is_file()
+    assert load(results_file(runs["base"]))["config"]["model"] == "hf"
+
+
+def test_compare_skips_complete_variants_and_reruns_missing_ones(runs, monkeypatch, tmp_path):
+    from lm_eval_cola import compare as compare_module
+
+    calls = []
+    monkeypatch.setattr(compare_module, "run_variant", lambda v, *a, **k: calls.append(v.name))
+    kwargs = dict(limit=LIMIT, budget=BUDGET, model_args=runs["model_args"],
+                  task_manager=runs["task_manager"], eval_kwargs=EVAL)
+    done = compare_module.compare(VARIANTS, TASKS, runs["cmp"], **kwargs)
+    assert [s for _, s in done] == ["skipped"] * len(VARIANTS) and calls == []
+    # another budget or gen_kwargs is another run; a crashed run (no results file) runs again
+    compare_module.compare(["mcts"], TASKS, runs["cmp"], **{**kwargs, "budget": 2})
+    other_gen = {**EVAL, "gen_kwargs": "max_gen_toks=9"}
+    compare_module.compare(["none"], TASKS, runs["cmp"], **{**kwargs, "eval_kwargs": other_gen})
+    assert calls == ["mcts", "none"]
+    copy = tmp_path / "cmp"
+    shutil.copytree(runs["cmp"], copy)
+    results_file(copy / "greedy").unlink()
+    calls.clear()
+    done = compare_module.compare(VARIANTS, TASKS, copy, **kwargs)
+    assert calls == ["greedy"]
+    assert [s for _, s in done] == ["skipped", "skipped", "ran", "skipped", "skipped"]
+
+
+def test_compare_rejects_bad_variants(tmp_path):
+    from lm_eval_cola.compare import make_variants
+    from lm_eval_cola.errors import UserError
+
+    with pytest.raises(UserError, match="unknown variant 'beam'"):
+        make_variants(["beam"], tmp_path, "", 1, 4)
+    with pytest.raises(UserError, match="must not set 'budget'"):
+        make_variants(["mcts"], tmp_path, "budget=3", 1, 4)
+
+
+# ---------------------------------------------------------------------------- the table
+
+
+def test_table_numbers_equal_those_in_the_inputs(runs):
+    from lm_eval_cola.leaderboard import build_board
+    from lm_eval_cola.summary import Summary
+
+    board = build_board([runs["cmp"], runs["base"]])
+    assert not board.errors and not board.warnings
+    assert board.tasks == TASKS
+    assert len(board.rows) == len(VARIANTS) + 1
+    for row in board.rows:
+        data = source_of(row)
+        for task in TASKS:
+            score, results = row.scores[task], data["results"][task]
+            metric, _, filt = MAIN_METRIC[task].partition(",")
+            assert score.metric == MAIN_METRIC[task]
+            assert score.value == results[MAIN_METRIC[task]]
+            assert score.stderr == results[f"{metric}_stderr,{filt}"]
+        assert row.average == sum(data["results"][t][MAIN_METRIC[t]] for t in TASKS) / len(TASKS)
+        assert row.wall_seconds == pytest.approx(float(data["total_evaluation_time_seconds"]),
+                                                 abs=1e-3)
+        config = data["config"]
+        if row.kind == "search":
+            summary = config["cola_summary"]
+            assert row.shorter_when_right == summary["shorter_when_right"]
+            assert row.fixed_when_wrong == summary["fixed_when_wrong"]
+            assert row.depth_ratio == summary["mean_depth_ratio"]
+            assert row.evaluations == summary["mean_evaluations"]
+            # the records give the same findings, and the per-task ones
+            assert len(row.records) == LIMIT * len(TASKS)
+            again = Summary.from_records(row.records).as_dict()
+            for key in ("shorter_when_right", "fixed_when_wrong", "mean_depth_ratio",
+                        "mean_evaluations", "samples"):
+                assert again[key] == summary[key]
+            for task in TASKS:
+                mine = [r for r in row.records if r["task"] == task]
+                assert row.task_summaries[task] == Summary.from_records(mine).as_dict()
+        else:
+            assert row.depth_ratio == config.get("cola_depth_ratio", 1.0)
+            assert row.evaluations == 1.0 and row.summary is None
+    averages = [r.average for r in board.rows]
+    assert averages == sorted(averages, reverse=True)
+
+
+def test_mixed_hf_and_cola_rows(runs):
+    from lm_eval_cola.leaderboard import build_board, to_markdown
+
+    board = build_board([runs["base"], runs["cmp"]])
+    kinds = {r.variant: (r.kind, r.oracle, r.lm_eval_model) for r in board.rows}
+    assert kinds == {
+        "hf": ("plain", False, "hf"), "none": ("search", False, "cola_hf"),
+        "random": ("search", True, "cola_random"), "greedy": ("search", True, "cola_greedy"),
+        "mcts": ("search", True, "cola_mcts"), "chain 0+2-3": ("chain", False, "cola_hf"),
+    }
+    assert len({r.model for r in board.rows}) == 1  # one model, whichever its lm-eval model
+    lines = to_markdown(board).splitlines()
+    for row in board.rows:
+        (line,) = [ln for ln in lines if ln.startswith(f"| {row.model} | {row.variant} |")]
+        assert (" | oracle | " in line) == row.oracle
+
+
+def test_outputs_csv_markdown_html_and_plots(runs, tmp_path):
+    from lm_eval_cola.leaderboard import build_board, fmt_score, write_board
+
+    board = build_board([runs["cmp"], runs["base"]])
+    paths = write_board(board, tmp_path / "board")
+    with open(paths["csv"], newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == len(board.rows)
+    for line, row in zip(table, board.rows, strict=True):
+        data = source_of(row)
+        assert (line["model"], line["variant"]) == (row.model, row.variant)
+        for task in TASKS:
+            assert float(line[f"{task} value"]) == data["results"][task][MAIN_METRIC[task]]
+            assert line[f"{task} metric"] == MAIN_METRIC[task]
+        if row.kind == "search":
+            summary = data["config"]["cola_summary"]
+            for key in ("shorter_when_right", "fixed_when_wrong"):
+                expected = summary[key]
+                assert (line[key] == "") if expected is None else float(line[key]) == expected
+    markdown = paths["markdown"].read_text()
+    for row in board.rows:
+        assert fmt_score(row.scores["arc_challenge"]) in markdown
+
+    names = {p.name for p in paths["plots"]}
+    for task in TASKS:
+        assert {f"pareto_{task}.png", f"layers_{task}.png", f"lengths_{task}.png"} <= names
+    import matplotlib.image
+
+    for plot in paths["plots"]:
+        assert plot.read_bytes().startswith(PNG)
+        pixels = matplotlib.image.imread(plot)
+        assert pixels.shape[0] > 100 and pixels.shape[1] > 100 and pixels.std() > 0.01
+
+    page = paths["html"].read_text()
+    parser = PageParser()
+    parser.feed(page)
+    assert parser.external == [], "the page must not load anything"
+    assert len(parser.images) == len(paths["plots"])
+    for image in parser.images:
+        import base64
+
+        assert base64.b64decode(image.removeprefix("data:image/png;base64,")).startswith(PNG)
+    assert parser.scripts == 1 and parser.tables >= 1
+    assert parser.body_rows >= len(board.rows)
+    check_renders(paths["html"], tmp_path)
+
+
+class PageParser(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.external, self.images = [], []
+        self.scripts = self.tables = self.body_rows = 0
+        self._in_body = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+            if not attrs.get("src", "").startswith("data:image/png;base64,"):
+                self.external.append(attrs.get("src"))
+        elif tag in ("script", "link", "iframe"):
+            self.scripts += tag == "script"
+            if attrs.get("src") or attrs.get("href"):
+                self.external.append(attrs.get("src") or attrs.get("href"))
+        elif tag == "table":
+            self.tables += 1
+        elif tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_body:
+            self.body_rows += 1
+
+    def handle_endtag(self, tag):
+        if tag == "tbody":
+            self._in_body = False
+
+
+def check_renders(page: Path, tmp_path: Path) -> None:
+    """Render the page in headless Chromium when one is installed."""
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
+                    if shutil.which(b)), None)
+    if browser is None:
+        return
+    shot = tmp_path / "page.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                    f"--screenshot={shot}", "--window-size=1400,1000", page.as_uri()],
+                   capture_output=True, timeout=60, check=False)
+    assert shot.is_file() and shot.read_bytes().startswith(PNG)
+
+
+# ---------------------------------------------------------------------------- bad inputs
+
+
+def test_missing_and_malformed_dirs_error_and_the_others_still_make_a_table(runs, tmp_path,
+                                                                            capsys):
+    from lm_eval_cola.cli import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "results_2024.json").write_text('{"results": ')
+    alien = tmp_path / "alien"
+    alien.mkdir()
+    (alien / "results_1.json").write_text('{"something": "else"}')
+    missing = tmp_path / "missing"
+    out = tmp_path / "board"
+    status = main(["leaderboard", str(missing), str(empty), str(runs["cmp"]), str(broken),
+                   str(alien), "--out", str(out), "--no_plots"])
+    captured = capsys.readouterr()
+    errors = [ln for ln in captured.err.splitlines() if ln.startswith("error: ")]
+    assert errors == [
+        f"error: run directory {str(missing)!r} does not exist",
+        f"error: no lm-eval results files (results*.json) under {str(empty)!r}",
+        errors[2],
+        f"error: {str(alien / 'results_1.json')!r} is not an lm-eval results file "
+        "(no 'results' and 'config' objects)",
+    ]
+    assert errors[2].startswith(f"error: {str(broken / 'results_2024.json')!r} is not valid JSON")
+    assert status == 1
+    assert "| none |" in captured.out and "| mcts |" in captured.out
+    assert (out / "leaderboard.md").is_file() and (out / "leaderboard.html").is_file()
+
+    status = main(["leaderboard", str(missing), str(broken)])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.err.startswith("error: no usable lm-eval results in")
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_corrupt_records_warn_and_keep_the_row(runs, tmp_path):
+    from lm_eval_cola.leaderboard import build_board
+
+    copy = tmp_path / "mcts"
+    shutil.copytree(runs["cmp"] / "mcts", copy)
+    (records,) = copy.rglob("cola-records_*.jsonl")
+    lines = records.read_text().splitlines()
+    records.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
+    board = build_board([copy])
+    (row,) = board.rows
+    assert any("corrupt records file" in w for w in board.warnings)
+    assert row.summary == source_of(row)["config"]["cola_summary"] and row.records == []
+
+
+def test_files_of_one_run_with_disjoint_tasks_merge_into_one_row(runs, tmp_path):
+    """A run split over two results files (one task each) gives the row of the whole run."""
+    from lm_eval_cola.leaderboard import build_board, combine_summaries
+    from lm_eval_cola.summary import Summary
+
+    whole = build_board([runs["cmp"] / "mcts"]).rows[0]
+    data = source_of(whole)
+    folder = tmp_path / "split" / results_file(runs["cmp"] / "mcts").parent.name
+    folder.mkdir(parents=True)
+    for record_file in (runs["cmp"] / "mcts").rglob("cola-records_*.jsonl"):
+        shutil.copy(record_file, folder)
+    for number, task in enumerate(TASKS):
+        part = json.loads(json.dumps(data))
+        part["results"] = {task: data["results"][task]}
+        part["n-samples"] = {task: data["n-samples"][task]}
+        part["date"] = data["date"] + number
+        mine = [r for r in whole.records if r["task"] == task]
+        part["config"]["cola_summary"] = Summary.from_records(mine).as_dict()
+        part["config"]["cola_records"] = str(folder / Path(data["config"]["cola_records"]).name)
+        (folder / f"results_{number}.json").write_text(json.dumps(part))
+    (row,) = build_board([tmp_path / "split"]).rows
+    assert row.scores == whole.scores
+    assert row.summary == whole.summary  # recounted from the records
+    # without the records: the two files' counts add up to the same findings
+    parts = [load(p)["config"]["cola_summary"] for p in sorted(folder.glob("results_*.json"))]
+    combined = combine_summaries(parts)
+    for key in ("samples", "full_chain_right", "right_with_shorter_chain", "full_chain_wrong",
+                "wrong_fixed_by_some_chain", "shorter_when_right", "fixed_when_wrong",
+                "oracle_accuracy", "full_chain_accuracy"):
+        assert combined[key] == whole.summary[key]
+    for key in ("mean_depth_ratio", "mean_evaluations"):
+        assert combined[key] == pytest.approx(whole.summary[key], abs=2e-4)
+    for record_file in folder.glob("cola-records_*.jsonl"):
+        record_file.unlink()
+    (row,) = build_board([tmp_path / "split"]).rows
+    assert row.summary == combined
+
+
+def test_the_table_rebuilds_from_moved_files_without_torch_or_lm_eval(runs, tmp_path):
+    from lm_eval_cola.leaderboard import build_board, to_markdown
+
+    moved = tmp_path / "moved"
+    shutil.copytree(runs["cmp"], moved)
+    expected = to_markdown(build_board([runs["cmp"]])).replace(str(runs["cmp"]), str(moved))
+    code = ("import sys\n"
+            "for name in ('torch', 'transformers', 'lm_eval'): sys.modules[name] = None\n"
+            "from lm_eval_cola.cli import main\n"
+            f"sys.exit(main(['leaderboard', {str(moved)!r}, '--out', {str(tmp_path / 'b')!r}]))\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LM_EVAL_COLA_NO_AUTOLOAD": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected.strip()
+    assert (tmp_path / "b" / "layers_arc_challenge.png").is_file()
