@@ -162,4 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main: compare/leaderboard register into its SUBCOMMANDS.
+    from lm_eval_cola.cli import main as _main
+
+    sys.exit(_main())
