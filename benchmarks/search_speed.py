@@ -46,8 +46,8 @@ def run_search(lm, samples, fast: bool, budget: int):
     lm.records_path = tempfile.mktemp(suffix=".jsonl")
     chosen, evaluations, started = [], 0, time.perf_counter()
     for requests in samples:
-        record = lm._search_one("loglikelihood", requests[0].task_name, requests[0].doc_id,
-                                requests)
+        record = lm._search_one(requests[0].request_type, requests[0].task_name,
+                                requests[0].doc_id, requests)
         chosen.append((record["best_chain"], record["best_correct"], record["full_correct"]))
         evaluations += record["evaluations"]
     return chosen, evaluations, time.perf_counter() - started
@@ -79,7 +79,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--budget", type=int, default=40)
     parser.add_argument("--model_args", default="", help="e.g. pretrained=...,dtype=bfloat16")
+    parser.add_argument("--data_dir", default=os.environ.get("COLA_DATA_DIR"),
+                        help="local benchmark data (default: $COLA_DATA_DIR)")
     args = parser.parse_args()
+    if args.data_dir:
+        os.environ["COLA_DATA_DIR"] = os.path.abspath(args.data_dir)
     from lm_eval_cola.cli import parse_model_args
 
     lm, samples = build(args.task, args.limit, parse_model_args(args.model_args))
@@ -96,6 +100,8 @@ def main() -> None:
     print(f"speed-up: {fast_rate / naive_rate:.1f}x")
     print(f"agreement: {agree}/{len(samples)} samples with the same best chain and decisions")
     total = lm.num_layers
+    if samples[0][0].request_type != "loglikelihood":
+        return
     depths = [total // 2, (3 * total) // 4, total, (3 * total) // 2]
     times = fixed_chain_times(lm, samples, depths)
     print("fixed chain cost vs depth (fast scorer, no reuse):")

@@ -19,6 +19,7 @@ model again.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -112,10 +113,12 @@ class ChainPosition(nn.Module):
         super().__init__()
         self.layer = layer
         self.position = position
-        # Prefix reuse (see fast.py): a stored output replaces running the layer, and
-        # `on_output` sees each output computed here.
+        # Prefix reuse (see fast.py, fast_generate.py): a stored output replaces running
+        # the layer (and a stored KV-cache slot is put back in place), and `on_output`
+        # sees each output computed here with the cache the layer wrote to.
         self.replay: Any = None
-        self.on_output: Callable[[int, Any], None] | None = None
+        self.replay_cache: Any = None
+        self.on_output: Callable[[int, Any, Any], None] | None = None
 
     @property
     def attention_type(self) -> str | None:
@@ -132,6 +135,8 @@ class ChainPosition(nn.Module):
 
     def forward(self, *args, **kwargs):
         if self.replay is not None:
+            if self.replay_cache is not None:
+                _cache_of(kwargs).layers[self.position] = copy.copy(self.replay_cache)
             return self.replay
         owners = self._indexed_modules()
         saved = [m.layer_idx for m in owners]
@@ -143,8 +148,16 @@ class ChainPosition(nn.Module):
             for module, index in zip(owners, saved, strict=True):
                 module.layer_idx = index
         if self.on_output is not None:
-            self.on_output(self.position, output)
+            self.on_output(self.position, output, _cache_of(kwargs))
         return output
+
+
+def _cache_of(kwargs: dict[str, Any]) -> Any:
+    """The KV cache a decoder layer was handed (its keyword differs across versions)."""
+    for name in ("cache", "past_key_values", "past_key_value"):
+        if kwargs.get(name) is not None:
+            return kwargs[name]
+    return None
 
 
 class ChainedLayers(nn.ModuleList):

@@ -187,7 +187,7 @@ class SampleScorer:
             for position in positions[:reused]:
                 position.replay = hidden
 
-            def keep(position: int, output: Any) -> None:
+            def keep(position: int, output: Any, _cache: Any = None) -> None:
                 self.store.put(chain[: position + 1], output)
 
             for position in positions[reused:]:

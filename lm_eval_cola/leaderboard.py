@@ -293,30 +293,35 @@ def load_runs(run_dirs: list[str | Path]) -> tuple[list[RunFile], list[str]]:
 # ---------------------------------------------------------------------------- records
 
 
-def find_records_file(run: RunFile) -> Path | None:
-    """The records file of a searcher run: named in its config, looked for beside the
-    results file first (a moved run folder), then at the recorded path."""
-    recorded = run.data["config"].get("cola_records")
-    if not recorded:
-        return None
-    beside = run.path.parent / Path(recorded).name
-    for candidate in (beside, Path(recorded)):
-        if candidate.is_file():
-            return candidate
-    return None
+def find_records_files(run: RunFile) -> list[Path] | None:
+    """The records files of a searcher run (one, or one a data parallel rank): named in
+    its config, each looked for beside the results file first (a moved run folder), then
+    at the recorded path. None when any of them is missing."""
+    config = run.data["config"]
+    recorded = config.get("cola_records_files") or (
+        [config["cola_records"]] if config.get("cola_records") else [])
+    found = []
+    for name in recorded:
+        beside = run.path.parent / Path(name).name
+        match = next((c for c in (beside, Path(name)) if c.is_file()), None)
+        if match is None:
+            return None
+        found.append(match)
+    return found or None
 
 
 def run_records(run: RunFile, tasks: list[str]) -> list[dict[str, Any]]:
     """The records behind ``tasks`` of a searcher run (see the module docstring)."""
     from lm_eval_cola.records import read_records
 
-    path = find_records_file(run)
-    if path is None:
+    paths = find_records_files(run)
+    if paths is None:
+        config = run.data["config"]
         raise RunDirError(f"records of {str(run.path)!r} not found "
-                          f"({run.data['config'].get('cola_records')!r})")
+                          f"({config.get('cola_records_files') or config.get('cola_records')!r})")
     samples = {t: (v or {}).get("effective") for t, v in (run.data.get("n-samples") or {}).items()}
     latest: dict[tuple[str, int], dict[str, Any]] = {}
-    for record in read_records(path):
+    for record in (r for path in paths for r in read_records(path)):
         task, doc_id = str(record["task"]), int(record["doc_id"])
         if run.owner.get(task) not in tasks:
             continue

@@ -275,9 +275,17 @@ def install() -> bool:
     # them with no --include_path and no generated YAML that would shadow built-in tasks.
     def download(self, dataset_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         root = data_root()
-        if root is None or not _wants_local(self):
+        if root is not None and _wants_local(self):
+            return _local_download(self, root, dataset_kwargs)
+        try:
             return original(self, dataset_kwargs, **kwargs)
-        return _local_download(self, root, dataset_kwargs)
+        except ConnectionError as err:  # offline, and no local copy named
+            if root is not None or not _wants_local(self):
+                raise
+            raise UserError(
+                f"task {getattr(self.config, 'task', '?')!r}: {err}; to read a local copy, "
+                "set COLA_DATA_DIR=<folder with <dataset>/<config>/<split>.jsonl>"
+            ) from None
 
     download.__doc__ = original.__doc__
     download.__wrapped__ = original  # type: ignore[attr-defined]

@@ -30,6 +30,7 @@ from lm_eval_cola.default_model import default_model
 from lm_eval_cola.engine import chain_applied, find_layers
 from lm_eval_cola.errors import UserError, install_excepthook
 from lm_eval_cola.fast import DEFAULT_CACHE_BYTES, SampleScorer, pack
+from lm_eval_cola.fast_generate import SampleGenerator
 from lm_eval_cola.oracle import OracleError, TaskJudge, flatten_tasks
 from lm_eval_cola.records import RecordWriter, read_records, sample_key
 from lm_eval_cola.searchers import SEARCHERS, Outcome, get_searcher, searcher_names
@@ -286,13 +287,33 @@ class ColaHFLM(HFLM):
         return self._encode_pair(context, continuation)
 
     def chain_runner(self, kind: str, requests: list):
-        """chain -> raw responses for one sample's requests: the fast scorer where it
-        applies (loglikelihood, fast=True), else lm-eval's own path under the chain."""
+        """chain -> raw responses for one sample's requests: with fast=True the fast
+        scorer (loglikelihood) or lm-eval's generation path with fast greedy decoding
+        plugged in (generate_until), else lm-eval's own path under the chain."""
         if kind == "loglikelihood" and self.fast:
             sample = pack([self.encode_pair(*r.args) for r in requests], self.max_length)
             if SampleScorer.usable(self.model, sample):
                 return SampleScorer(self.model, sample, self.device, self.prefix_cache_bytes)
+        if kind == "generate_until" and self.fast and self.mixed_precision_dtype is None:
+            generator = SampleGenerator(self.model, self.tokenizer, self.prefix_cache_bytes)
+
+            def generate(chain: Chain) -> list:
+                generator.chain, self._generator = chain, generator
+                try:
+                    return self._run_chain(kind, requests, chain)
+                finally:
+                    self._generator = None
+
+            return generate
         return lambda chain: self._run_chain(kind, requests, chain)
+
+    def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
+        # During a search, lm-eval's generate_until calls this with the tokens it
+        # prepared; fast greedy decoding answers when it gives exactly what generate would.
+        generator = getattr(self, "_generator", None)
+        if generator is not None and generator.usable(context, max_length, generation_kwargs):
+            return generator.generate(context, max_length, stop)
+        return super()._model_generate(context, max_length, stop, **generation_kwargs)
 
     def _search_all(self, requests: list, kind: str, disable_tqdm: bool) -> list:
         groups: dict[tuple[str, int], list[int]] = defaultdict(list)
@@ -309,8 +330,12 @@ class ColaHFLM(HFLM):
         for (task_name, doc_id), positions in bar:
             unique = list({id(requests[p]): requests[p] for p in positions}.values())
             record = done.get((task_name, doc_id))
-            if (record is None or record.get("doc_hash") != doc_hash(unique[0].doc)
-                    or record.get("requests") != [_jsonable(list(r.args)) for r in unique]):
+            if record is not None and not _same_sample(record, unique):
+                logger.warning("%s doc %d changed since its record was written (doc or "
+                               "requests differ): searching it again; the new record "
+                               "supersedes the old", task_name, doc_id)
+                record = None
+            if record is None:
                 record = self._search_one(kind, task_name, doc_id, unique)
             elif (task_name, doc_id) not in summarized:
                 self.summary.add(record)
@@ -543,6 +568,12 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple | list):
         return [_jsonable(v) for v in value]
     return value
+
+
+def _same_sample(record: dict, requests: list) -> bool:
+    """Whether a stored record answers these requests (same doc, same request texts)."""
+    return (record.get("doc_hash") == doc_hash(requests[0].doc)
+            and record.get("requests") == [_jsonable(list(r.args)) for r in requests])
 
 
 def _restore(kind: str, response: Any) -> Any:

@@ -69,6 +69,13 @@ def read_records(path: str | os.PathLike, repair: bool = False) -> list[dict[str
     return records
 
 
+def latest_per_sample(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record a sample, the last written: a sample searched again (its doc or its
+    requests changed since an earlier run into the same file) supersedes the old one."""
+    latest = {sample_key(r): r for r in records}
+    return [latest[k] for k in sorted(latest)]
+
+
 class RecordWriter:
     """Appends one record a line and flushes it to disk at once."""
 

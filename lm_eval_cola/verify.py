@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lm_eval_cola.chain import parse_chain
-from lm_eval_cola.records import read_records
+from lm_eval_cola.records import latest_per_sample, read_records
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def verify_records(paths: Iterable[str | Path], model_args: dict[str, Any] | Non
 
     by_model: dict[str, list[dict]] = defaultdict(list)
     for path in paths:
-        for record in read_records(path):
+        for record in latest_per_sample(read_records(path)):
             by_model[json.dumps(record.get("load_args", {}), sort_keys=True)].append(record)
     checks: list[Check] = []
     for load_args, records in by_model.items():

@@ -35,3 +35,10 @@ def test_two_cpu_ranks_equal_one_process(tiny_llama_dir, tmp_path):
     assert cli.comparable_results(results) == cli.comparable_results(single)
     assert results["config"]["cola_summary"]["samples"] == cli.LIMIT
     assert sorted(results["config"]["cola_records_files"]) == [str(p) for p in files]
+
+    # The leaderboard reads every rank's records, each sample once.
+    from lm_eval_cola.leaderboard import build_board
+
+    board = build_board([output])
+    assert [len(row.records) for row in board.rows] == [cli.LIMIT]
+    assert board.rows[0].task_summaries[cli.TASK]["samples"] == cli.LIMIT

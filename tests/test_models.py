@@ -95,6 +95,31 @@ def test_mcts_records_verify_and_a_forged_chain_fails(tiny_dir, tmp_path):
     assert main(["verify", str(forged), "--model_args", "device=cpu"]) == 1
 
 
+def test_a_changed_doc_is_searched_again_and_its_new_record_supersedes(tiny_dir, tmp_path,
+                                                                      caplog):
+    from lm_eval_cola.records import latest_per_sample, read_records
+    from lm_eval_cola.verify import verify_records
+
+    records = tmp_path / "records.jsonl"
+    args = f"pretrained={tiny_dir},device=cpu,budget=4,records={records}"
+    evaluate("cola_mcts", args, limit=2)
+    first = read_jsonl(records)
+    stale = dict(first[0], doc_hash="0" * 64, best_chain="0",
+                 best_correct=not first[0]["best_correct"])
+    records.write_text("\n".join(json.dumps(r) for r in (stale, first[1])) + "\n")
+
+    with caplog.at_level("WARNING", logger="lm_eval_cola.models"):
+        evaluate("cola_mcts", args, limit=2)
+    assert "doc 0 changed since its record was written" in caplog.text
+    rows = read_jsonl(records)
+    assert [r["doc_id"] for r in rows] == [0, 1, 0]  # doc 1 resumed, doc 0 searched again
+    latest = latest_per_sample(read_records(records))
+    assert [r["doc_id"] for r in latest] == [0, 1]
+    assert latest[0]["doc_hash"] == first[0]["doc_hash"]
+    assert latest[0]["best_chain"] == first[0]["best_chain"]  # same seed, same search
+    assert all(c.ok for c in verify_records([records], {"device": "cpu"}))
+
+
 def test_generation_search_runs_through_the_task_filters(tiny_dir, tmp_path):
     records = tmp_path / "gsm8k.jsonl"
     results = evaluate(
@@ -105,3 +130,15 @@ def test_generation_search_runs_through_the_task_filters(tiny_dir, tmp_path):
     assert len(rows) == 2 and all(r["request_type"] == "generate_until" for r in rows)
     assert all(r["oracle_filter"] == "strict-match" for r in rows)
     assert "exact_match,strict-match" in results["results"]["gsm8k"]
+
+
+def test_fast_generation_search_equals_the_plain_path(tiny_dir, tmp_path):
+    rows = {}
+    for fast in (False, True):
+        records = tmp_path / f"gsm8k_{fast}.jsonl"
+        evaluate("cola_mcts",
+                 f"pretrained={tiny_dir},device=cpu,budget=5,fast={fast},records={records}",
+                 tasks=("gsm8k",), limit=3, gen_kwargs="max_gen_toks=12")
+        rows[fast] = [{k: v for k, v in r.items() if k != "seconds"} for r in read_jsonl(records)]
+    assert len(rows[True]) == 3
+    assert rows[True] == rows[False]
