@@ -44,8 +44,7 @@ def _model_layer_count(model_args: dict) -> tuple[str, int]:
     from lm_eval_cola.default_model import default_model
 
     if "pretrained" not in model_args:
-        embedded = default_model()
-        model_args = {"pretrained": embedded.folder, "gguf_file": embedded.gguf_file}
+        model_args = dict(default_model().load_args())
     extra = {k: model_args[k] for k in ("gguf_file", "revision", "trust_remote_code")
              if k in model_args}
     config = AutoConfig.from_pretrained(model_args["pretrained"], **extra)

@@ -33,6 +33,13 @@ from lm_eval_cola.cli import parse_model_args, subcommand
 from lm_eval_cola.errors import UserError
 
 DEFAULT_SEARCHERS = "none,random,greedy,mcts"
+# ``python -m lm_eval`` with our models registered first: works whether or not the
+# package's start-up hook is installed in this interpreter (a source checkout).
+LM_EVAL_COMMAND = [
+    sys.executable, "-c",
+    "import sys, runpy, lm_eval_cola._autoload; sys.argv[0] = 'lm_eval'; "
+    "runpy.run_module('lm_eval', run_name='__main__', alter_sys=True)",
+]
 # searcher -> its own lm-eval model; any other searcher runs as cola_hf searcher=<name>.
 SEARCHER_MODELS = {"mcts": "cola_mcts", "greedy": "cola_greedy", "random": "cola_random"}
 
@@ -154,6 +161,43 @@ def run_variant(variant: Variant, tasks: list[str], limit: Any, task_manager: An
     tracker.save_results_aggregated(results=results, samples=None)
 
 
+def run_variant_processes(variant: Variant, tasks: list[str], limit: Any, processes: int,
+                          eval_kwargs: dict[str, Any], include_path: str | None) -> None:
+    """One lm-eval run over ``processes`` data parallel processes: the ``lm_eval`` command
+    under torch's launcher (what ``accelerate launch`` starts), each rank searching its
+    share of the samples into its own records file."""
+    import os
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", str(processes), "--no_python", *LM_EVAL_COMMAND,
+               "--model", variant.model, "--model_args", variant.model_args,
+               "--tasks", ",".join(tasks), "--output_path", str(variant.folder)]
+    if limit is not None:
+        command += ["--limit", str(limit)]
+    for key, value in eval_kwargs.items():
+        command += [f"--{key}", str(value)]
+    if include_path:
+        command += ["--include_path", include_path]
+    env = dict(os.environ)
+    if not _cuda_wanted(eval_kwargs):
+        # accelerate splits CPU processes into ranks only with this set (see models.py).
+        env["ACCELERATE_USE_CPU"] = "true"
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    done = subprocess.run(command, env=env, check=False)
+    if done.returncode != 0:
+        raise UserError(f"variant {variant.name!r} failed over {processes} processes "
+                        f"(exit status {done.returncode}); its finished samples are kept in "
+                        f"{variant.folder}, so running the same command again resumes it")
+
+
+def _cuda_wanted(eval_kwargs: dict[str, Any]) -> bool:
+    import torch
+
+    device = str(eval_kwargs.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return device.startswith("cuda")
+
+
 def _ensure_hooks() -> None:
     # The .pth start-up hook installs these when lm_eval is imported; without the package
     # installed (a source checkout) do it here. All three are idempotent.
@@ -171,10 +215,13 @@ def _say(text: str) -> None:
 def compare(searchers: list[str], tasks: list[str], output: str | Path, limit: Any = None,
             budget: int | None = None, seed: int = 1234, model_args: str = "",
             include_path: str | None = None, task_manager: Any = None,
-            eval_kwargs: dict[str, Any] | None = None) -> list[tuple[Variant, str]]:
+            eval_kwargs: dict[str, Any] | None = None,
+            processes: int = 1) -> list[tuple[Variant, str]]:
     """Run the variants that are not complete yet; returns (variant, "ran"|"skipped")."""
     if not tasks:
         raise UserError("--tasks is empty; give e.g. --tasks arc_challenge,gsm8k")
+    if processes < 1:
+        raise UserError(f"--processes must be >= 1, got {processes}")
     output = Path(output)
     variants = make_variants(searchers, output, model_args or "", seed, budget)
     _ensure_hooks()
@@ -187,13 +234,17 @@ def compare(searchers: list[str], tasks: list[str], output: str | Path, limit: A
             _say(f"{head}: complete results in {found}, skipped")
             done.append((variant, "skipped"))
             continue
-        if task_manager is None:
-            from lm_eval.tasks import TaskManager
-
-            task_manager = TaskManager(include_path=include_path)
-        _say(f"{head}: running")
+        _say(f"{head}: running" + (f" over {processes} processes" if processes > 1 else ""))
         begin = time.perf_counter()
-        run_variant(variant, tasks, limit, task_manager, eval_kwargs or {})
+        if processes > 1:
+            run_variant_processes(variant, tasks, limit, processes, eval_kwargs or {},
+                                  include_path)
+        else:
+            if task_manager is None:
+                from lm_eval.tasks import TaskManager
+
+                task_manager = TaskManager(include_path=include_path)
+            run_variant(variant, tasks, limit, task_manager, eval_kwargs or {})
         _say(f"{head}: done in {time.perf_counter() - begin:.1f} s "
              f"(all variants so far {time.perf_counter() - started:.1f} s)")
         done.append((variant, "ran"))
@@ -220,6 +271,8 @@ def _compare_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", default=None, help="as lm-eval's --batch_size")
     parser.add_argument("--device", default=None)
     parser.add_argument("--include_path", default=None, help="folder of custom task YAMLs")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="data parallel processes per variant (CPU: gloo; GPUs: one each)")
     parser.add_argument("--board", default=None,
                         help="also write the leaderboard files (md, csv, html, plots) here")
 
@@ -249,7 +302,7 @@ def run_compare(args: argparse.Namespace) -> int:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     done = compare(searchers, tasks, args.output, limit=limit, budget=args.budget,
                    seed=args.seed, model_args=args.model_args, include_path=args.include_path,
-                   eval_kwargs=eval_kwargs)
+                   eval_kwargs=eval_kwargs, processes=args.processes)
     # the table of exactly this comparison's results (a folder may hold other budgets too)
     files = [complete_results(v, tasks, limit, eval_kwargs) for v, _ in done]
     board = leaderboard.build_board([f for f in files if f is not None])

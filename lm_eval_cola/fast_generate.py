@@ -8,11 +8,13 @@ Two savings, both exact for greedy decoding:
    position produced over the prompt are kept, keyed by the chain prefix that made
    them. A new chain replays its longest stored prefix (hidden state and cache slots
    restored) and runs only the layers after it over the prompt.
-2. A neighbour's answer as draft: chains one search step apart usually generate the
-   same tokens. The continuation of the stored chain that shares the longest prefix is
-   checked in one forward pass (as in speculative decoding): its tokens are kept up to
-   the first one this chain would not pick greedily, which is replaced by this chain's
-   own choice, and plain one-token-at-a-time decoding goes on from there.
+2. Earlier answers as drafts: chains a search step apart mostly write the same text.
+   Where the last tokens generated so far occur in an earlier chain's answer to this
+   prompt (or in the prompt), the tokens that followed there are guessed and checked in
+   one forward pass, as in speculative (prompt-lookup) decoding: the guesses are kept up
+   to the first one this chain would not pick greedily, and that one is replaced by this
+   chain's own pick. A pass over a few tokens costs about what one decoding step does on
+   a CPU, where decoding is bound by reading the weights.
 
 Tokens are chosen by argmax of the logits, and generation stops on lm-eval's own stop
 criteria, on an end-of-sequence token or at ``max_length``, as ``model.generate`` with
@@ -49,7 +51,7 @@ _NEUTRAL_GENERATION = {
     "max_new_tokens": (None,),
 }
 # Generation kwargs lm-eval may hand over that greedy decoding here honours.
-_ALLOWED_KWARGS = {"attention_mask", "do_sample"}
+_ALLOWED_KWARGS = {"attention_mask", "do_sample", "temperature", "top_p", "top_k"}
 
 
 def _cache_argument(model: torch.nn.Module) -> str:
@@ -96,7 +98,8 @@ class SampleGenerator:
         """Whether :meth:`generate` gives exactly what ``model.generate`` would."""
         if self.chain is None or context.shape[0] != 1:
             return False
-        if set(kwargs) - _ALLOWED_KWARGS or kwargs.get("do_sample", False):
+        # lm-eval states do_sample; with it False, generate ignores temperature/top_p/top_k.
+        if set(kwargs) - _ALLOWED_KWARGS or kwargs.get("do_sample") is not False:
             return False
         mask = kwargs.get("attention_mask")
         if mask is not None and not bool(mask.all()):
@@ -123,7 +126,6 @@ class SampleGenerator:
         key = tuple(prompt)
         criteria = stop_sequences_criteria(self.tokenizer, stop, len(prompt), 1)
         cache = DynamicCache(config=self.model.config)
-        first = self._prefill(context, key, chain, cache)
         sequence = list(prompt)
         limit = max_length - len(prompt)
         generated: list[int] = []
@@ -136,12 +138,31 @@ class SampleGenerator:
                 return True
             return bool(criteria(torch.tensor([sequence]), None).all())
 
-        done = limit <= 0 or emit(first)
-        if not done:
-            done = self._follow_draft(key, chain, cache, generated, emit)
+        drafts = Drafts(prompt, self._drafts.get(key, []), chain)
+        done = limit <= 0 or emit(self._prefill(context, key, chain, cache))
+        pause, misses = 0, 0  # guessing backs off after guesses that fail at once
         while not done:
-            logits = self._forward(torch.tensor([[generated[-1]]], device=context.device), cache)
-            done = emit(int(logits[0, -1].argmax()))
+            guess = [] if pause else drafts.propose(sequence, min(_DRAFT, limit - len(generated)))
+            pause = max(0, pause - 1)
+            fed = [generated[-1], *guess]
+            logits = self._forward(torch.tensor([fed], device=context.device), cache)[0]
+            kept = 1  # tokens of `fed` whose cache entries stay valid
+            for i, pick in enumerate(logits.argmax(dim=-1).tolist()):
+                done = emit(pick)
+                if done or i >= len(guess) or pick != guess[i]:
+                    break
+                kept += 1
+            self.tokens_from_drafts += kept - 1
+            if not done and kept < len(fed):
+                for layer in cache.layers:
+                    layer.crop(kept - len(fed))
+            if guess:
+                # A pass over several tokens costs about two one-token steps on a CPU
+                # (weights are read once either way): stop guessing for a while when
+                # guesses keep failing at their first token.
+                misses = misses + 1 if kept == 1 else 0
+                pause = (1 << min(misses, 4)) - 1
+            drafts.add(generated)
         self.tokens_generated += len(generated)
         self._drafts.setdefault(key, []).append((chain, list(generated)))
         return torch.tensor([sequence], device=context.device)
@@ -180,36 +201,53 @@ class SampleGenerator:
                 position.replay = position.replay_cache = position.on_output = None
         return int(logits[0, -1].argmax())
 
-    def _follow_draft(self, key: tuple[int, ...], chain: Chain, cache: Any,
-                      generated: list[int], emit: Any) -> bool:
-        """Check a neighbour chain's continuation in one pass and keep what this chain
-        would have generated itself. Returns True when generation is over."""
-        draft = self._draft(key, chain)
-        if len(draft) < 2 or draft[0] != generated[0]:
-            return False
-        fed = draft[: max(1, len(draft) - 1)]  # the draft's last token needs no check
-        logits = self._forward(torch.tensor([fed], device=self.model.device), cache)[0]
-        picks = logits.argmax(dim=-1).tolist()
-        kept = 1  # tokens of `fed` whose cache entries stay valid
-        for i, pick in enumerate(picks):
-            if emit(pick):
-                return True
-            if i + 1 >= len(fed) or pick != fed[i + 1]:
-                break
-            kept += 1
-            self.tokens_from_drafts += 1
-        for layer in cache.layers:
-            layer.crop(-(len(fed) - kept))
-        return False
 
-    def _draft(self, key: tuple[int, ...], chain: Chain) -> list[int]:
-        """The continuation of the stored chain sharing the longest prefix with ``chain``
-        (the latest among equals)."""
-        best, best_shared = [], -1
-        for other, tokens in self._drafts.get(key, []):
-            shared = 0
-            while shared < min(len(other), len(chain)) and other[shared] == chain[shared]:
-                shared += 1
-            if shared >= best_shared:
-                best, best_shared = tokens, shared
-        return best
+# Guessed tokens per verification pass; tokens matched to find where to guess from.
+_DRAFT = 16
+_NGRAM = 3
+
+
+class Drafts:
+    """Guesses for the next tokens: where the last few tokens generated so far occur in an
+    earlier chain's answer to the same prompt (chains sharing a longer prefix with this
+    one first, the latest among equals), or else in the prompt, what followed there."""
+
+    def __init__(self, prompt: list[int], earlier: list[tuple[Chain, list[int]]], chain: Chain):
+        def shared(other: Chain) -> int:
+            n = 0
+            while n < min(len(other), len(chain)) and other[n] == chain[n]:
+                n += 1
+            return n
+
+        tail = prompt[-_NGRAM:]
+        ranked = sorted(range(len(earlier)), key=lambda i: (shared(earlier[i][0]), i),
+                        reverse=True)
+        # An answer is indexed after the prompt's last tokens, so its start is found too.
+        self.texts = [tail + earlier[i][1] for i in ranked] + [prompt]
+        self.index: dict[tuple[int, ...], tuple[int, int]] = {}
+        self._own: list[int] | None = None
+        self._own_indexed = 0
+        for text_id in range(len(self.texts) - 1, -1, -1):  # better texts overwrite
+            text = self.texts[text_id]
+            positions = range(len(text) - _NGRAM - 1, -1, -1)  # the first occurrence wins
+            if text_id == len(self.texts) - 1:
+                positions = range(len(text) - _NGRAM)  # in the prompt, the latest wins
+            for j in positions:
+                self.index[tuple(text[j:j + _NGRAM])] = (text_id, j + _NGRAM)
+
+    def add(self, generated: list[int]) -> None:
+        """Index this generation's own text too (it may repeat itself), below the rest."""
+        if self._own is None:
+            self._own = generated
+            self.texts.append(generated)
+        own_id = len(self.texts) - 1
+        for j in range(self._own_indexed, len(generated) - _NGRAM):
+            self.index.setdefault(tuple(generated[j:j + _NGRAM]), (own_id, j + _NGRAM))
+        self._own_indexed = max(self._own_indexed, len(generated) - _NGRAM)
+
+    def propose(self, sequence: list[int], size: int) -> list[int]:
+        found = self.index.get(tuple(sequence[-_NGRAM:]))
+        if found is None or size <= 0:
+            return []
+        text_id, start = found
+        return self.texts[text_id][start:start + size]

@@ -180,13 +180,15 @@ def _model_label(config: dict[str, Any], data: dict[str, Any], args: dict[str, A
     if config.get("cola_model"):
         return str(config["cola_model"])
     name = str(data.get("model_name") or args.get("pretrained") or config.get("model"))
-    gguf = args.get("gguf_file")
-    if gguf:
+    pretrained = args.get("pretrained")
+    if pretrained:
         try:  # the embedded default model run through plain `--model hf`
-            from lm_eval_cola.default_model import default_model
+            from lm_eval_cola.default_model import converted_folder, default_model
 
             embedded = default_model()
-            if Path(name) == Path(embedded.folder) and gguf == embedded.gguf_file:
+            if ((Path(str(pretrained)) == Path(embedded.folder)
+                 and args.get("gguf_file") == embedded.gguf_file)
+                    or Path(str(pretrained)) == converted_folder(embedded)):
                 return embedded.name
         except UserError:
             pass

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from lm_eval_cola import __version__, hooks
 from lm_eval_cola.chain import Chain, format_chain, parse_chain
 from lm_eval_cola.default_model import default_model
+from lm_eval_cola.default_model import prepare as prepare_default_model
 from lm_eval_cola.engine import chain_applied, find_layers
 from lm_eval_cola.errors import UserError, install_excepthook
 from lm_eval_cola.fast import DEFAULT_CACHE_BYTES, SampleScorer, pack
@@ -130,12 +131,14 @@ class ColaHFLM(HFLM):
         searcher_name, settings, kwargs = self._split_searcher_args(searcher, kwargs)
         if pretrained is None:
             model = default_model()
-            logger.info("no pretrained= given: using the embedded default model %s (%s/%s)",
-                        model.name, model.folder, model.gguf_file)
-            pretrained = model.folder
-            kwargs.setdefault("gguf_file", model.gguf_file)
+            logger.info("no pretrained= given: using the embedded default model %s (%s)",
+                        model.name, model.gguf_path)
+            load = prepare_default_model(model)
+            pretrained = load["pretrained"]
+            if "gguf_file" in load:
+                kwargs.setdefault("gguf_file", load["gguf_file"])
             self.pretrained_label = model.name
-            self.load_args = {"pretrained": model.folder, "gguf_file": model.gguf_file}
+            self.load_args = {}  # verify loads the embedded default model again
         else:
             self.pretrained_label = str(getattr(pretrained, "name_or_path", pretrained))
             self.load_args = {"pretrained": self.pretrained_label}

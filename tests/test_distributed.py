@@ -42,3 +42,21 @@ def test_two_cpu_ranks_equal_one_process(tiny_llama_dir, tmp_path):
     board = build_board([output])
     assert [len(row.records) for row in board.rows] == [cli.LIMIT]
     assert board.rows[0].task_summaries[cli.TASK]["samples"] == cli.LIMIT
+
+
+def test_compare_with_two_processes_equals_one_process(tiny_llama_dir, tmp_path):
+    """``lm-eval-cola compare --processes 2``: each variant over 2 ranks, same as lm_eval."""
+    from lm_eval_cola.cli import main
+
+    reference = cli.reference_run(tiny_llama_dir)
+    output = tmp_path / "cmp"
+    status = main(["compare", "--searchers", "mcts", "--tasks", cli.TASK, "--limit",
+                   str(cli.LIMIT), "--budget", str(cli.BUDGET), "--processes", "2",
+                   "--model_args", f"pretrained={tiny_llama_dir}", "--output", str(output)])
+    assert status == 0
+    files = cli.record_files(output)
+    assert [p.name.rsplit("_", 1)[-1] for p in files] == ["rank0.jsonl", "rank1.jsonl"]
+    assert (cli.comparable_records(cli.load_records(output))
+            == cli.comparable_records(cli.load_records(reference)))
+    assert (cli.comparable_results(cli.load_results(output))
+            == cli.comparable_results(cli.load_results(reference)))

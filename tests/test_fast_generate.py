@@ -85,12 +85,16 @@ def test_not_usable_where_generate_would_do_more(tokenizer):
     assert generator.usable(context, 20, {"do_sample": False})
     assert not generator.usable(context, 20, {"do_sample": True})
     assert not generator.usable(context, 20, {"num_beams": 2})
-    assert not generator.usable(torch.tensor([[5, 6, 7], [5, 6, 8]]), 20, {})
-    assert not generator.usable(context, 20, {"attention_mask": torch.tensor([[0, 1, 1]])})
+    assert not generator.usable(context, 20, {})  # lm-eval always states do_sample
+    greedy = {"do_sample": False, "temperature": 0.0}
+    assert generator.usable(context, 20, greedy)
+    assert not generator.usable(torch.tensor([[5, 6, 7], [5, 6, 8]]), 20, greedy)
+    padded = {**greedy, "attention_mask": torch.tensor([[0, 1, 1]])}
+    assert not generator.usable(context, 20, padded)
     model.generation_config.repetition_penalty = 1.3
-    assert not generator.usable(context, 20, {})
+    assert not generator.usable(context, 20, greedy)
     short = generation_model("mistral", len(tokenizer))
     short.config.sliding_window = 8
     window = SampleGenerator(short, tokenizer)
     window.chain = (0, 1, 2, 3)
-    assert not window.usable(context, 20, {})
+    assert not window.usable(context, 20, greedy)

@@ -132,7 +132,13 @@ def test_generation_search_runs_through_the_task_filters(tiny_dir, tmp_path):
     assert "exact_match,strict-match" in results["results"]["gsm8k"]
 
 
-def test_fast_generation_search_equals_the_plain_path(tiny_dir, tmp_path):
+def test_fast_generation_search_equals_the_plain_path(tiny_dir, tmp_path, monkeypatch):
+    from lm_eval_cola.fast_generate import SampleGenerator
+
+    calls = []
+    original = SampleGenerator.generate
+    monkeypatch.setattr(SampleGenerator, "generate",
+                        lambda self, *a: calls.append(self.chain) or original(self, *a))
     rows = {}
     for fast in (False, True):
         records = tmp_path / f"gsm8k_{fast}.jsonl"
@@ -142,3 +148,25 @@ def test_fast_generation_search_equals_the_plain_path(tiny_dir, tmp_path):
         rows[fast] = [{k: v for k, v in r.items() if k != "seconds"} for r in read_jsonl(records)]
     assert len(rows[True]) == 3
     assert rows[True] == rows[False]
+    # The fast run really generated through the fast path, every evaluation of it.
+    assert len(calls) == sum(r["evaluations"] for r in rows[True])
+
+
+def test_parallelize_device_map_keeps_working_with_chains(tiny_dir, tmp_path):
+    """parallelize=True loads through accelerate's device map; with a small memory cap some
+    layers are offloaded (weights moved in by accelerate's hooks at each call). Chains and a
+    search then give what the plainly loaded model gives."""
+    offload = f"max_cpu_memory=20000,offload_folder={tmp_path / 'offload'}"
+    for chain in ("identity", "0-1+1+2-3"):
+        plain = evaluate("cola_hf", f"pretrained={tiny_dir},device=cpu,chain={chain}")
+        split = evaluate("cola_hf", f"pretrained={tiny_dir},parallelize=True,{offload},"
+                                    f"chain={chain}")
+        for a, b in zip(sample_lls(split), sample_lls(plain), strict=True):
+            assert a == pytest.approx(b, abs=1e-5)
+    rows = {}
+    for name, args in (("plain", "device=cpu"), ("split", f"parallelize=True,{offload}")):
+        records = tmp_path / f"{name}.jsonl"
+        evaluate("cola_mcts", f"pretrained={tiny_dir},{args},budget=5,records={records}")
+        rows[name] = [{k: v for k, v in r.items() if k not in ("seconds", "load_args")}
+                      for r in read_jsonl(records)]
+    assert rows["split"] == rows["plain"]

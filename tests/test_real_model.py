@@ -18,7 +18,7 @@ def smollm():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lm_eval_cola import hooks, local_tasks
-    from lm_eval_cola.default_model import DefaultModelMissingError, default_model
+    from lm_eval_cola.default_model import DefaultModelMissingError, default_model, prepare
 
     local_tasks.install()
     hooks.install_evaluator_hook()
@@ -28,9 +28,30 @@ def smollm():
         embedded = default_model()
     except DefaultModelMissingError as err:
         pytest.skip(str(err))
-    model = AutoModelForCausalLM.from_pretrained(embedded.folder, gguf_file=embedded.gguf_file)
-    tokenizer = AutoTokenizer.from_pretrained(embedded.folder, gguf_file=embedded.gguf_file)
+    load = prepare(embedded)  # the converted copy (made on first use)
+    model = AutoModelForCausalLM.from_pretrained(load["pretrained"])
+    tokenizer = AutoTokenizer.from_pretrained(load["pretrained"])
     return {"pretrained": model.eval(), "tokenizer": tokenizer, "device": "cpu"}
+
+
+def test_the_converted_default_model_equals_the_gguf_file(smollm):
+    """The cached conversion has the GGUF file's weights and tokenizer, exactly."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lm_eval_cola.default_model import default_model
+
+    embedded = default_model()
+    assert "gguf_file" not in embedded.load_args()  # the fixture converted it
+    gguf = AutoModelForCausalLM.from_pretrained(embedded.folder, gguf_file=embedded.gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(embedded.folder, gguf_file=embedded.gguf_file)
+    texts = ["Question: Which gas do plants absorb?\nAnswer: carbon dioxide",
+             "Janet’s ducks lay 16 eggs per day. #### 18", "<|im_start|>user\nHi<|im_end|>"]
+    for text in texts:
+        assert smollm["tokenizer"](text).input_ids == tokenizer(text).input_ids
+    ids = torch.tensor([tokenizer(texts[0]).input_ids])
+    with torch.no_grad():
+        assert torch.equal(smollm["pretrained"](ids).logits, gguf.eval()(ids).logits)
 
 
 def evaluate(model, args, limit):
