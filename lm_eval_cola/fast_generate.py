@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -77,7 +78,7 @@ class SampleGenerator:
     ``chain_applied(model, chain)`` (lm-eval's ``_model_generate`` is the caller)."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES):
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, prompt_cache: PromptCache | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.cache_bytes = cache_bytes
@@ -87,8 +88,11 @@ class SampleGenerator:
         self._eos = eos_ids(model)
         self._cache_arg = _cache_argument(model)
         # Counters, for the benchmark and the tests.
+        self.prompt_cache = prompt_cache
         self.prompt_layers_run = 0
         self.prompt_layers_total = 0
+        self.prompt_tokens_from_cache = 0
+        self.prompt_tokens_total = 0
         self.tokens_generated = 0
         self.tokens_from_drafts = 0
 
@@ -173,15 +177,45 @@ class SampleGenerator:
 
     def _prefill(self, context: torch.Tensor, key: tuple[int, ...], chain: Chain,
                  cache: Any) -> int:
-        """Run the prompt into ``cache``, replaying stored chain prefixes; the first token."""
+        """Run the prompt into ``cache`` the cheapest way known; the first token."""
         store = self._stores.setdefault(key, PrefixStore(self.cache_bytes))
-        positions = chain_positions(self.model)
         stored = []
         for k in range(1, len(chain) + 1):
             value = store.longest(chain[:k])
             if value[0] != k:
                 break
             stored.append(value[1])
+        prompt = list(key)
+        shared, layers = (self.prompt_cache.lookup(chain, prompt) if self.prompt_cache
+                          else (0, None))
+        shared = min(shared, len(prompt) - 1)  # the last token must run: its logits
+        # Cost in layer-tokens: the rest of the prompt through every layer, or every
+        # token through the layers after the longest stored chain prefix.
+        if layers is not None and len(chain) * (len(prompt) - shared) < (
+                (len(chain) - len(stored)) * len(prompt)):
+            logits = self._prefill_from_prompt_cache(context, layers, shared, cache)
+        else:
+            logits = self._prefill_layers(context, chain, store, stored, cache)
+        if self.prompt_cache is not None:
+            self.prompt_cache.put(chain, prompt, [copy.copy(layer) for layer in cache.layers])
+        return int(logits[0, -1].argmax())
+
+    def _prefill_from_prompt_cache(self, context: torch.Tensor, layers: list, shared: int,
+                                   cache: Any) -> torch.Tensor:
+        """Another prompt's cache under this chain, cut to the tokens both prompts share
+        (a few-shot prompt's examples); only the rest of this prompt runs."""
+        for position, layer in enumerate(layers):
+            mine = copy.copy(layer)
+            mine.crop(shared - mine.get_seq_length())
+            cache.layers[position] = mine
+        self.prompt_tokens_from_cache += shared
+        self.prompt_tokens_total += context.shape[1]
+        return self._forward(context[:, shared:], cache, keep=1)
+
+    def _prefill_layers(self, context: torch.Tensor, chain: Chain, store: PrefixStore,
+                        stored: list, cache: Any) -> torch.Tensor:
+        """The prompt through the chain, replaying its longest stored prefix."""
+        positions = chain_positions(self.model)
         for position, (hidden, _keys, _values, layer) in zip(positions, stored, strict=False):
             position.replay = hidden
             position.replay_cache = layer
@@ -194,12 +228,12 @@ class SampleGenerator:
             position.on_output = keep
         self.prompt_layers_run += len(chain) - len(stored)
         self.prompt_layers_total += len(chain)
+        self.prompt_tokens_total += context.shape[1]
         try:
-            logits = self._forward(context, cache, keep=1)
+            return self._forward(context, cache, keep=1)
         finally:
             for position in positions:
                 position.replay = position.replay_cache = position.on_output = None
-        return int(logits[0, -1].argmax())
 
 
 # Guessed tokens per verification pass; tokens matched to find where to guess from.
@@ -251,3 +285,45 @@ class Drafts:
             return []
         text_id, start = found
         return self.texts[text_id][start:start + size]
+
+
+class PromptCache:
+    """Whole prompts' KV caches per chain, kept across samples: few-shot prompts share a long
+    start (the examples), so under a chain seen before only a prompt's own tail runs.
+    Least recently used out past ``max_bytes``."""
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[Chain, tuple[list[int], list[Any], int]] = OrderedDict()
+
+    def lookup(self, chain: Chain, prompt: list[int]) -> tuple[int, list[Any] | None]:
+        """(tokens shared with the stored prompt, its cache layers), or (0, None)."""
+        item = self._items.get(chain)
+        if item is None:
+            return 0, None
+        stored, layers, _ = item
+        shared = 0
+        for a, b in zip(stored, prompt, strict=False):
+            if a != b:
+                break
+            shared += 1
+        if shared == 0:
+            return 0, None
+        self._items.move_to_end(chain)
+        return shared, layers
+
+    def put(self, chain: Chain, prompt: list[int], layers: list[Any]) -> None:
+        size = sum(t.numel() * t.element_size() for layer in layers
+                   for t in (getattr(layer, "keys", None), getattr(layer, "values", None))
+                   if isinstance(t, torch.Tensor))
+        old = self._items.pop(chain, None)
+        if old is not None:
+            self.bytes -= old[2]
+        if size > self.max_bytes:
+            return
+        self._items[chain] = (list(prompt), layers, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, (_, _, freed) = self._items.popitem(last=False)
+            self.bytes -= freed

@@ -31,7 +31,7 @@ from lm_eval_cola.default_model import prepare as prepare_default_model
 from lm_eval_cola.engine import chain_applied, find_layers
 from lm_eval_cola.errors import UserError, install_excepthook
 from lm_eval_cola.fast import DEFAULT_CACHE_BYTES, SampleScorer, pack
-from lm_eval_cola.fast_generate import SampleGenerator
+from lm_eval_cola.fast_generate import PromptCache, SampleGenerator
 from lm_eval_cola.oracle import OracleError, TaskJudge, flatten_tasks
 from lm_eval_cola.records import RecordWriter, read_records, sample_key
 from lm_eval_cola.searchers import SEARCHERS, Outcome, get_searcher, searcher_names
@@ -298,7 +298,10 @@ class ColaHFLM(HFLM):
             if SampleScorer.usable(self.model, sample):
                 return SampleScorer(self.model, sample, self.device, self.prefix_cache_bytes)
         if kind == "generate_until" and self.fast and self.mixed_precision_dtype is None:
-            generator = SampleGenerator(self.model, self.tokenizer, self.prefix_cache_bytes)
+            if getattr(self, "_prompt_cache", None) is None:  # kept across samples
+                self._prompt_cache = PromptCache(self.prefix_cache_bytes)
+            generator = SampleGenerator(self.model, self.tokenizer, self.prefix_cache_bytes,
+                                        self._prompt_cache)
 
             def generate(chain: Chain) -> list:
                 generator.chain, self._generator = chain, generator

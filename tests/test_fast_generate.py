@@ -98,3 +98,28 @@ def test_not_usable_where_generate_would_do_more(tokenizer):
     window = SampleGenerator(short, tokenizer)
     window.chain = (0, 1, 2, 3)
     assert not window.usable(context, 20, greedy)
+
+
+def test_prompt_cache_shares_a_few_shot_start_across_samples(tokenizer):
+    """Two samples whose prompts share their start (few-shot examples): the second runs only
+    its own tail under chains the first one ran, and still equals generate."""
+    from lm_eval_cola.fast_generate import PromptCache
+
+    model = generation_model("qwen2", len(tokenizer))  # sliding and full layers
+    shots = "Question: Which of these is a mammal? Answer: the whale is a mammal.\n" * 2
+    cache = PromptCache()
+    generators = []
+    for question in ("Plants need sunlight and water", "The answer is 42. Let us think"):
+        context = torch.tensor([tokenizer.encode(shots + "Question: " + question)])
+        max_length, stop = context.shape[1] + 16, ["Question:"]
+        generator = SampleGenerator(model, tokenizer, prompt_cache=cache)
+        for chain in CHAINS[:5]:
+            with chain_applied(model, chain):
+                expected = plain_generate(model, tokenizer, context, max_length, stop)
+                generator.chain = chain
+                got = generator.generate(context, max_length, stop)
+            assert got.tolist() == expected.tolist(), chain
+        generators.append(generator)
+    assert generators[0].prompt_tokens_from_cache == 0
+    assert generators[1].prompt_tokens_from_cache > generators[1].prompt_tokens_total // 2
+    assert 0 < cache.bytes <= cache.max_bytes

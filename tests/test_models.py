@@ -156,7 +156,14 @@ def test_parallelize_device_map_keeps_working_with_chains(tiny_dir, tmp_path):
     """parallelize=True loads through accelerate's device map; with a small memory cap some
     layers are offloaded (weights moved in by accelerate's hooks at each call). Chains and a
     search then give what the plainly loaded model gives."""
-    offload = f"max_cpu_memory=20000,offload_folder={tmp_path / 'offload'}"
+    from lm_eval_cola.models import ColaHFLM
+
+    offload = f"max_cpu_memory=150000,offload_folder={tmp_path / 'offload'}"
+    split = ColaHFLM(pretrained=tiny_dir, parallelize=True, max_cpu_memory=150000,
+                     offload_folder=str(tmp_path / "offload"))
+    placed = {k: v for k, v in split.model.hf_device_map.items() if ".layers." in k}
+    assert set(placed.values()) == {"cpu", "disk"}, placed  # layers split by accelerate
+    del split
     for chain in ("identity", "0-1+1+2-3"):
         plain = evaluate("cola_hf", f"pretrained={tiny_dir},device=cpu,chain={chain}")
         split = evaluate("cola_hf", f"pretrained={tiny_dir},parallelize=True,{offload},"
