@@ -1,12 +1,15 @@
 """Cached search vs naive recompute, side by side on the same samples and seed.
 
     python benchmarks/search_speed.py --task arc_challenge --limit 20 --budget 40
+    python benchmarks/search_speed.py --task gsm8k --limit 3 --budget 8 --parts search
 
-Naive: every evaluation runs lm-eval's own loglikelihood path under the chain (a full
-forward per request, full logits), as the paper's code does. Fast: the packed shared
-context, prefix reuse and scored-positions-only LM head of lm_eval_cola/fast.py.
-Prints evaluations/s for each, the ratio, whether both chose the same chains with the
-same correctness decisions, and fixed-chain time against depth.
+Naive: every evaluation runs lm-eval's own path under the chain (loglikelihood: a full
+forward per request with full logits; generation: ``generate`` from scratch), as the
+paper's code does. Fast: lm_eval_cola/fast.py (packed shared context, prefix reuse,
+scored-positions-only LM head) and lm_eval_cola/fast_generate.py (prompt reuse, earlier
+answers as drafts). Prints evaluations/s for each, the ratio, whether both chose the same
+chains with the same correctness decisions, fixed-chain time against depth, and the
+identity chain against plain lm-eval ``hf`` on the same requests (--parts picks these).
 """
 
 from __future__ import annotations
@@ -73,12 +76,35 @@ def fixed_chain_times(lm, samples, depths, repeats: int = 3):
     return out
 
 
+def identity_vs_hf(lm, samples, repeats: int = 3) -> tuple[float, float]:
+    """Seconds for all requests through lm-eval's own loglikelihood path: plain (what
+    ``--model hf`` runs) and under the identity chain (what ``cola_hf`` runs), alternated."""
+    from lm_eval.models.huggingface import HFLM
+
+    from lm_eval_cola.engine import chain_applied
+
+    requests = [r for sample in samples for r in sample]
+    plain, chained = float("inf"), float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        HFLM.loglikelihood(lm, requests, disable_tqdm=True)
+        plain = min(plain, time.perf_counter() - started)
+        started = time.perf_counter()
+        with chain_applied(lm.model, tuple(range(lm.num_layers))):
+            HFLM.loglikelihood(lm, requests, disable_tqdm=True)
+        chained = min(chained, time.perf_counter() - started)
+    return plain, chained
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="arc_challenge")
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--budget", type=int, default=40)
     parser.add_argument("--model_args", default="", help="e.g. pretrained=...,dtype=bfloat16")
+    parser.add_argument("--parts", default="search,fixed,identity",
+                        help="what to measure: search (naive vs fast), fixed (cost vs depth), "
+                             "identity (identity chain vs plain hf)")
     parser.add_argument("--data_dir", default=os.environ.get("COLA_DATA_DIR"),
                         help="local benchmark data (default: $COLA_DATA_DIR)")
     args = parser.parse_args()
@@ -91,17 +117,31 @@ def main() -> None:
           f"torch {torch.__version__}, device {lm.device}, dtype {lm.model.dtype}")
     print(f"model: {lm.pretrained_label} ({lm.num_layers} layers); task {args.task}, "
           f"{len(samples)} samples, mcts budget {args.budget}")
-    naive, naive_evals, naive_s = run_search(lm, samples, fast=False, budget=args.budget)
-    fast, fast_evals, fast_s = run_search(lm, samples, fast=True, budget=args.budget)
+    parts = set(args.parts.split(","))
+    if "search" in parts:
+        search(lm, samples, args.budget)
+    if "fixed" in parts and samples[0][0].request_type == "loglikelihood":
+        fixed(lm, samples)
+    if "identity" in parts and samples[0][0].request_type == "loglikelihood":
+        plain, chained = identity_vs_hf(lm, samples)
+        print(f"identity chain vs plain hf (lm-eval's loglikelihood path, "
+              f"{sum(len(s) for s in samples)} requests, best of 3): hf {plain:.2f} s, "
+              f"cola_hf identity {chained:.2f} s, ratio {chained / plain:.3f}")
+
+
+def search(lm, samples, budget: int) -> None:
+    naive, naive_evals, naive_s = run_search(lm, samples, fast=False, budget=budget)
+    fast, fast_evals, fast_s = run_search(lm, samples, fast=True, budget=budget)
     naive_rate, fast_rate = naive_evals / naive_s, fast_evals / fast_s
     agree = sum(a == b for a, b in zip(naive, fast, strict=True))
     print(f"naive: {naive_evals} evaluations in {naive_s:.1f} s = {naive_rate:.2f} eval/s")
     print(f"fast:  {fast_evals} evaluations in {fast_s:.1f} s = {fast_rate:.2f} eval/s")
     print(f"speed-up: {fast_rate / naive_rate:.1f}x")
     print(f"agreement: {agree}/{len(samples)} samples with the same best chain and decisions")
+
+
+def fixed(lm, samples) -> None:
     total = lm.num_layers
-    if samples[0][0].request_type != "loglikelihood":
-        return
     depths = [total // 2, (3 * total) // 4, total, (3 * total) // 2]
     times = fixed_chain_times(lm, samples, depths)
     print("fixed chain cost vs depth (fast scorer, no reuse):")

@@ -2,12 +2,16 @@
 hot path, e.g. gsm8k).
 
 lm-eval's path runs ``model.generate`` from scratch for every chain the search tries.
-Two savings, both exact for greedy decoding:
+Three savings; the tokens are generate's (up to float rounding: a pass over several tokens
+may round differently from one-token steps; tests/test_fast_generate.py checks equality
+chain by chain, benchmarks/search_speed.py the chosen chains on the real model):
 
 1. Prompt prefix reuse: the hidden states and the KV-cache slot that each chain
    position produced over the prompt are kept, keyed by the chain prefix that made
    them. A new chain replays its longest stored prefix (hidden state and cache slots
-   restored) and runs only the layers after it over the prompt.
+   restored) and runs only the layers after it over the prompt. Across samples, a
+   :class:`PromptCache` keeps whole prompts' caches per chain: few-shot prompts share
+   their examples, so under a chain seen before only a prompt's own tail runs.
 2. Earlier answers as drafts: chains a search step apart mostly write the same text.
    Where the last tokens generated so far occur in an earlier chain's answer to this
    prompt (or in the prompt), the tokens that followed there are guessed and checked in

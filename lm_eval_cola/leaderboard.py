@@ -370,11 +370,12 @@ class Row:
 
     @property
     def shorter_when_right(self) -> float | None:
-        return (self.summary or {}).get("shorter_when_right")
+        # a row that searched nothing found nothing: no finding, rather than 0%
+        return (self.summary or {}).get("shorter_when_right") if self.oracle else None
 
     @property
     def fixed_when_wrong(self) -> float | None:
-        return (self.summary or {}).get("fixed_when_wrong")
+        return (self.summary or {}).get("fixed_when_wrong") if self.oracle else None
 
     def records_of(self, task: str) -> list[dict[str, Any]]:
         """The records under a column: the task's, or its group's subtasks'."""
@@ -610,7 +611,8 @@ def task_rows(board: Board) -> list[list[str]]:
                 continue
             out.append([task, row.model, row.label, str(s["samples"]),
                         fmt_percent(s["full_chain_accuracy"]), fmt_percent(s["oracle_accuracy"]),
-                        fmt_percent(s["shorter_when_right"]), fmt_percent(s["fixed_when_wrong"]),
+                        *(fmt_percent(s[k] if row.oracle else None)
+                          for k in ("shorter_when_right", "fixed_when_wrong")),
                         fmt_value(s["mean_depth_ratio"], 3), f"{s['mean_evaluations']:g}"])
     return out
 
