@@ -93,7 +93,7 @@ def prepare(model: DefaultModel | None = None) -> dict[str, str]:
         return args
     try:
         _convert(model, target)
-    except OSError as err:
+    except Exception as err:  # noqa: BLE001  (the GGUF file still works: never fail here)
         logger.warning("cannot keep the converted default model in %s (%s); loading the "
                        "GGUF file each time", target, err)
         return args
