@@ -51,7 +51,8 @@ class PackedSample:
         return int(self.input_ids.shape[1])
 
 
-def _common_prefix(sequences: Sequence[Sequence[int]]) -> int:
+def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    """How many leading items all ``sequences`` share."""
     first = sequences[0]
     length = min(len(s) for s in sequences)
     for i in range(length):
@@ -67,7 +68,7 @@ def pack(pairs: Sequence[tuple[list[int], list[int]]], max_length: int) -> Packe
         whole = (context + continuation)[-(max_length + 1):]
         inputs.append(whole[:-1])
         conts.append(continuation)
-    shared = _common_prefix(inputs)
+    shared = common_prefix(inputs)
     tokens = list(inputs[0][:shared])
     positions = list(range(shared))
     segments = [0] * shared
@@ -131,6 +132,18 @@ class PrefixStore:
                 self._items.move_to_end(chain[:k])
                 return k, value
         return 0, None
+
+    def run(self, chain: Chain) -> list[Any]:
+        """The stored values of ``chain[:1]``, ``chain[:2]``, ... up to the first prefix
+        not stored (what replaying needs: every position's own entry)."""
+        values = []
+        for k in range(1, len(chain) + 1):
+            value = self._items.get(chain[:k])
+            if value is None:
+                break
+            self._items.move_to_end(chain[:k])
+            values.append(value)
+        return values
 
     def put(self, prefix: Chain, value: Any) -> None:
         if prefix in self._items:

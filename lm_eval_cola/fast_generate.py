@@ -39,7 +39,7 @@ import torch
 
 from lm_eval_cola.chain import Chain
 from lm_eval_cola.engine import chain_positions
-from lm_eval_cola.fast import DEFAULT_CACHE_BYTES, PrefixStore, _sliding_window
+from lm_eval_cola.fast import DEFAULT_CACHE_BYTES, PrefixStore, _sliding_window, common_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +91,8 @@ class SampleGenerator:
         self._drafts: dict[tuple[int, ...], list[tuple[Chain, list[int]]]] = {}
         self._eos = eos_ids(model)
         self._cache_arg = _cache_argument(model)
-        # Counters, for the benchmark and the tests.
         self.prompt_cache = prompt_cache
+        # Counters, for the benchmark and the tests.
         self.prompt_layers_run = 0
         self.prompt_layers_total = 0
         self.prompt_tokens_from_cache = 0
@@ -146,8 +146,8 @@ class SampleGenerator:
                 return True
             return bool(criteria(torch.tensor([sequence]), None).all())
 
-        drafts = Drafts(prompt, self._drafts.get(key, []), chain)
-        done = limit <= 0 or emit(self._prefill(context, key, chain, cache))
+        drafts = Drafts(prompt, self._drafts.get(key, []), chain, generated)
+        done = limit <= 0 or emit(self._prefill(context, prompt, chain, cache))
         pause, misses = 0, 0  # guessing backs off after guesses that fail at once
         while not done:
             guess = [] if pause else drafts.propose(sequence, min(_DRAFT, limit - len(generated)))
@@ -170,7 +170,7 @@ class SampleGenerator:
                 # guesses keep failing at their first token.
                 misses = misses + 1 if kept == 1 else 0
                 pause = (1 << min(misses, 4)) - 1
-            drafts.add(generated)
+            drafts.index_own()
         self.tokens_generated += len(generated)
         self._drafts.setdefault(key, []).append((chain, list(generated)))
         return torch.tensor([sequence], device=context.device)
@@ -179,17 +179,11 @@ class SampleGenerator:
         return self.model(input_ids=input_ids, use_cache=True, logits_to_keep=keep,
                           **{self._cache_arg: cache}).logits
 
-    def _prefill(self, context: torch.Tensor, key: tuple[int, ...], chain: Chain,
+    def _prefill(self, context: torch.Tensor, prompt: list[int], chain: Chain,
                  cache: Any) -> int:
         """Run the prompt into ``cache`` the cheapest way known; the first token."""
-        store = self._stores.setdefault(key, PrefixStore(self.cache_bytes))
-        stored = []
-        for k in range(1, len(chain) + 1):
-            value = store.longest(chain[:k])
-            if value[0] != k:
-                break
-            stored.append(value[1])
-        prompt = list(key)
+        store = self._stores.setdefault(tuple(prompt), PrefixStore(self.cache_bytes))
+        stored = store.run(chain)
         shared, layers = (self.prompt_cache.lookup(chain, prompt) if self.prompt_cache
                           else (0, None))
         shared = min(shared, len(prompt) - 1)  # the last token must run: its logits
@@ -250,38 +244,33 @@ class Drafts:
     earlier chain's answer to the same prompt (chains sharing a longer prefix with this
     one first, the latest among equals), or else in the prompt, what followed there."""
 
-    def __init__(self, prompt: list[int], earlier: list[tuple[Chain, list[int]]], chain: Chain):
-        def shared(other: Chain) -> int:
-            n = 0
-            while n < min(len(other), len(chain)) and other[n] == chain[n]:
-                n += 1
-            return n
-
+    def __init__(self, prompt: list[int], earlier: list[tuple[Chain, list[int]]], chain: Chain,
+                 generated: list[int]):
         tail = prompt[-_NGRAM:]
-        ranked = sorted(range(len(earlier)), key=lambda i: (shared(earlier[i][0]), i),
-                        reverse=True)
+        ranked = sorted(range(len(earlier)),
+                        key=lambda i: (common_prefix([earlier[i][0], chain]), i), reverse=True)
         # An answer is indexed after the prompt's last tokens, so its start is found too.
-        self.texts = [tail + earlier[i][1] for i in ranked] + [prompt]
+        # The generation going on (`generated`, growing) comes last: see index_own.
+        self.texts = [tail + earlier[i][1] for i in ranked] + [prompt, generated]
         self.index: dict[tuple[int, ...], tuple[int, int]] = {}
-        self._own: list[int] | None = None
         self._own_indexed = 0
-        for text_id in range(len(self.texts) - 1, -1, -1):  # better texts overwrite
+        prompt_id = len(self.texts) - 2
+        for text_id in range(prompt_id, -1, -1):  # better texts overwrite
             text = self.texts[text_id]
             positions = range(len(text) - _NGRAM - 1, -1, -1)  # the first occurrence wins
-            if text_id == len(self.texts) - 1:
+            if text_id == prompt_id:
                 positions = range(len(text) - _NGRAM)  # in the prompt, the latest wins
             for j in positions:
                 self.index[tuple(text[j:j + _NGRAM])] = (text_id, j + _NGRAM)
 
-    def add(self, generated: list[int]) -> None:
-        """Index this generation's own text too (it may repeat itself), below the rest."""
-        if self._own is None:
-            self._own = generated
-            self.texts.append(generated)
+    def index_own(self) -> None:
+        """Index the new tokens of this generation's own text too (it may repeat itself),
+        below the rest."""
         own_id = len(self.texts) - 1
-        for j in range(self._own_indexed, len(generated) - _NGRAM):
-            self.index.setdefault(tuple(generated[j:j + _NGRAM]), (own_id, j + _NGRAM))
-        self._own_indexed = max(self._own_indexed, len(generated) - _NGRAM)
+        own = self.texts[own_id]
+        for j in range(self._own_indexed, len(own) - _NGRAM):
+            self.index.setdefault(tuple(own[j:j + _NGRAM]), (own_id, j + _NGRAM))
+        self._own_indexed = max(self._own_indexed, len(own) - _NGRAM)
 
     def propose(self, sequence: list[int], size: int) -> list[int]:
         found = self.index.get(tuple(sequence[-_NGRAM:]))
@@ -307,11 +296,7 @@ class PromptCache:
         if item is None:
             return 0, None
         stored, layers, _ = item
-        shared = 0
-        for a, b in zip(stored, prompt, strict=False):
-            if a != b:
-                break
-            shared += 1
+        shared = common_prefix([stored, prompt])
         if shared == 0:
             return 0, None
         self._items.move_to_end(chain)

@@ -314,7 +314,7 @@ def find_records_files(run: RunFile) -> list[Path] | None:
 
 def run_records(run: RunFile, tasks: list[str]) -> list[dict[str, Any]]:
     """The records behind ``tasks`` of a searcher run (see the module docstring)."""
-    from lm_eval_cola.records import read_records
+    from lm_eval_cola.records import latest_per_sample, read_records
 
     paths = find_records_files(run)
     if paths is None:
@@ -322,16 +322,14 @@ def run_records(run: RunFile, tasks: list[str]) -> list[dict[str, Any]]:
         raise RunDirError(f"records of {str(run.path)!r} not found "
                           f"({config.get('cola_records_files') or config.get('cola_records')!r})")
     samples = {t: (v or {}).get("effective") for t, v in (run.data.get("n-samples") or {}).items()}
-    latest: dict[tuple[str, int], dict[str, Any]] = {}
-    for record in (r for path in paths for r in read_records(path)):
-        task, doc_id = str(record["task"]), int(record["doc_id"])
-        if run.owner.get(task) not in tasks:
-            continue
+
+    def wanted(record: dict[str, Any]) -> bool:
+        task = str(record["task"])
         count = samples.get(task)
-        if count is not None and doc_id >= int(count):
-            continue
-        latest[(task, doc_id)] = record
-    return [latest[k] for k in sorted(latest)]
+        in_limit = count is None or int(record["doc_id"]) < int(count)
+        return run.owner.get(task) in tasks and in_limit
+
+    return latest_per_sample([r for path in paths for r in read_records(path) if wanted(r)])
 
 
 # ---------------------------------------------------------------------------- rows

@@ -183,6 +183,10 @@ class ColaHFLM(HFLM):
         self._tasks: dict[str, Any] = {}
         self._judges: dict[str, TaskJudge] = {}
         self._writer: RecordWriter | None = None
+        # Fast generation: the generator of the sample being searched (read by
+        # _model_generate), and whole prompts' caches kept across samples.
+        self._generator: SampleGenerator | None = None
+        self._prompt_cache = PromptCache(self.prefix_cache_bytes)
         self.summary = Summary(num_layers=self.num_layers)
 
     # ------------------------------------------------------------------ model args
@@ -298,8 +302,6 @@ class ColaHFLM(HFLM):
             if SampleScorer.usable(self.model, sample):
                 return SampleScorer(self.model, sample, self.device, self.prefix_cache_bytes)
         if kind == "generate_until" and self.fast and self.mixed_precision_dtype is None:
-            if getattr(self, "_prompt_cache", None) is None:  # kept across samples
-                self._prompt_cache = PromptCache(self.prefix_cache_bytes)
             generator = SampleGenerator(self.model, self.tokenizer, self.prefix_cache_bytes,
                                         self._prompt_cache)
 
@@ -316,7 +318,7 @@ class ColaHFLM(HFLM):
     def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
         # During a search, lm-eval's generate_until calls this with the tokens it
         # prepared; fast greedy decoding answers when it gives exactly what generate would.
-        generator = getattr(self, "_generator", None)
+        generator = self._generator
         if generator is not None and generator.usable(context, max_length, generation_kwargs):
             return generator.generate(context, max_length, stop)
         return super()._model_generate(context, max_length, stop, **generation_kwargs)

@@ -8,21 +8,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from lm_eval_cola.compare import LM_EVAL_COMMAND
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = os.environ.get("COLA_DATA_DIR", "/work/shared/data")
 
 # ``python -m lm_eval`` with our start-up hook imported first, so it works whether or not the
-# package (and its .pth hook) is installed in this interpreter.
-LM_EVAL = [
-    sys.executable, "-c",
-    "import sys, runpy, lm_eval_cola._autoload; sys.argv[0] = 'lm_eval'; "
-    "runpy.run_module('lm_eval', run_name='__main__', alter_sys=True)",
-]
+# package (and its .pth hook) is installed in this interpreter: what compare --processes runs.
+LM_EVAL = LM_EVAL_COMMAND
 
 # A fixed, small oracle run used by several tests.
 TASK = "arc_challenge"
