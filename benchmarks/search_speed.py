@@ -40,40 +40,48 @@ def build(task_name: str, limit: int, model_args: dict):
     return lm, [sorted(v, key=lambda i: i.idx) for _, v in sorted(by_doc.items())]
 
 
-def run_search(lm, samples, fast: bool, budget: int):
+def run_search(lm, samples, fast: bool, budget: int, search_batch: int = 1):
     from lm_eval_cola.searchers import get_searcher
 
     lm.fast = fast
+    lm.search_batch = search_batch
     lm.searcher = get_searcher("mcts", budget=budget, max_len=lm.max_chain_length)
     lm._writer = None
     lm.records_path = tempfile.mktemp(suffix=".jsonl")
-    chosen, evaluations, started = [], 0, time.perf_counter()
-    for requests in samples:
-        record = lm._search_one(requests[0].request_type, requests[0].task_name,
-                                requests[0].doc_id, requests)
-        chosen.append((record["best_chain"], record["best_correct"], record["full_correct"]))
-        evaluations += record["evaluations"]
-    return chosen, evaluations, time.perf_counter() - started
+    todo = [(r[0].task_name, r[0].doc_id, r) for r in samples]
+    started = time.perf_counter()
+    records = lm._search_samples(samples[0][0].request_type, todo)
+    seconds = time.perf_counter() - started
+    by_doc = {r["doc_id"]: r for r in records}
+    chosen = [(by_doc[d]["best_chain"], by_doc[d]["best_correct"], by_doc[d]["full_correct"])
+              for _, d, _ in todo]
+    return chosen, sum(r["evaluations"] for r in records), seconds
 
 
-def fixed_chain_times(lm, samples, depths, repeats: int = 3):
-    """Seconds per sample for chains of each depth (fresh scorer: no prefix reuse)."""
-    from lm_eval_cola.fast import SampleScorer, pack
+def fixed_chain_times(lm, samples, depths, repeats: int = 5, together: bool = True):
+    """Seconds per sample for chains of each depth (fresh scorers: no prefix reuse), all
+    samples in one batch as a search scores them side by side (``together``), or one at
+    a time. Depths alternate within each repeat, so drift in machine speed hits all
+    alike; the best repeat counts."""
+    from lm_eval_cola.fast import SampleScorer, pack, score_many
 
     total = lm.num_layers
-    out = {}
-    for depth in depths:
-        chain = tuple(range(depth)) if depth <= total else tuple(range(total)) + tuple(
-            range(total - (depth - total), total))
-        best = float("inf")
-        for _ in range(repeats):
+    packed = [pack([lm.encode_pair(*r.args) for r in requests], lm.max_length)
+              for requests in samples]
+    best = dict.fromkeys(depths, float("inf"))
+    for _ in range(repeats):
+        for depth in depths:
+            chain = tuple(range(depth)) if depth <= total else tuple(range(total)) + tuple(
+                range(total - (depth - total), total))
             started = time.perf_counter()
-            for requests in samples:
-                sample = pack([lm.encode_pair(*r.args) for r in requests], lm.max_length)
-                SampleScorer(lm.model, sample, lm.device, 0)(chain)
-            best = min(best, time.perf_counter() - started)
-        out[depth] = best / len(samples)
-    return out
+            scorers = [SampleScorer(lm.model, sample, lm.device, 0) for sample in packed]
+            if together:
+                score_many(lm.model, [(scorer, chain) for scorer in scorers])
+            else:
+                for scorer in scorers:
+                    scorer(chain)
+            best[depth] = min(best[depth], time.perf_counter() - started)
+    return {depth: seconds / len(samples) for depth, seconds in best.items()}
 
 
 def identity_vs_hf(lm, samples, repeats: int = 3) -> tuple[float, float]:
@@ -101,6 +109,9 @@ def main() -> None:
     parser.add_argument("--task", default="arc_challenge")
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--budget", type=int, default=40)
+    parser.add_argument("--search_batch", type=int, default=None,
+                        help="samples searched side by side on the fast path (default: the "
+                             "model's, see README)")
     parser.add_argument("--model_args", default="", help="e.g. pretrained=...,dtype=bfloat16")
     parser.add_argument("--parts", default="search,fixed,identity",
                         help="what to measure: search (naive vs fast), fixed (cost vs depth), "
@@ -119,7 +130,7 @@ def main() -> None:
           f"{len(samples)} samples, mcts budget {args.budget}")
     parts = set(args.parts.split(","))
     if "search" in parts:
-        search(lm, samples, args.budget)
+        search(lm, samples, args.budget, args.search_batch or lm.search_batch)
     if "fixed" in parts and samples[0][0].request_type == "loglikelihood":
         fixed(lm, samples)
     if "identity" in parts and samples[0][0].request_type == "loglikelihood":
@@ -129,13 +140,15 @@ def main() -> None:
               f"cola_hf identity {chained:.2f} s, ratio {chained / plain:.3f}")
 
 
-def search(lm, samples, budget: int) -> None:
+def search(lm, samples, budget: int, search_batch: int) -> None:
     naive, naive_evals, naive_s = run_search(lm, samples, fast=False, budget=budget)
-    fast, fast_evals, fast_s = run_search(lm, samples, fast=True, budget=budget)
+    fast, fast_evals, fast_s = run_search(lm, samples, fast=True, budget=budget,
+                                          search_batch=search_batch)
     naive_rate, fast_rate = naive_evals / naive_s, fast_evals / fast_s
     agree = sum(a == b for a, b in zip(naive, fast, strict=True))
     print(f"naive: {naive_evals} evaluations in {naive_s:.1f} s = {naive_rate:.2f} eval/s")
-    print(f"fast:  {fast_evals} evaluations in {fast_s:.1f} s = {fast_rate:.2f} eval/s")
+    print(f"fast:  {fast_evals} evaluations in {fast_s:.1f} s = {fast_rate:.2f} eval/s "
+          f"({search_batch} samples side by side)")
     print(f"speed-up: {fast_rate / naive_rate:.1f}x")
     print(f"agreement: {agree}/{len(samples)} samples with the same best chain and decisions")
 
@@ -143,12 +156,16 @@ def search(lm, samples, budget: int) -> None:
 def fixed(lm, samples) -> None:
     total = lm.num_layers
     depths = [total // 2, (3 * total) // 4, total, (3 * total) // 2]
-    times = fixed_chain_times(lm, samples, depths)
-    print("fixed chain cost vs depth (fast scorer, no reuse):")
-    print("| depth | d/L | seconds/sample | time / full |")
-    print("|---:|---:|---:|---:|")
-    for depth, seconds in times.items():
-        print(f"| {depth} | {depth / total:.2f} | {seconds:.4f} | {seconds / times[total]:.3f} |")
+    batched = fixed_chain_times(lm, samples, depths)
+    alone = fixed_chain_times(lm, samples, depths, together=False)
+    print("fixed chain cost vs depth (fast scorer, no reuse; seconds per sample, best of 5):")
+    print("| depth | d/L | all samples in one batch | time / full | one sample at a time "
+          "| time / full |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for depth in depths:
+        print(f"| {depth} | {depth / total:.2f} | {batched[depth]:.4f} | "
+              f"{batched[depth] / batched[total]:.3f} | {alone[depth]:.4f} | "
+              f"{alone[depth] / alone[total]:.3f} |")
 
 
 if __name__ == "__main__":

@@ -119,6 +119,9 @@ class ChainPosition(nn.Module):
         self.replay: Any = None
         self.replay_cache: Any = None
         self.on_output: Callable[[int, Any, Any], None] | None = None
+        # Batched search (fast.py): `around(run, args, kwargs)` runs in place of the
+        # layer and decides itself which batch rows `run(args, kwargs)` computes.
+        self.around: Callable[..., Any] | None = None
 
     @property
     def attention_type(self) -> str | None:
@@ -138,6 +141,11 @@ class ChainPosition(nn.Module):
             if self.replay_cache is not None:
                 _cache_of(kwargs).layers[self.position] = copy.copy(self.replay_cache)
             return self.replay
+        if self.around is not None:
+            return self.around(self._run, args, kwargs)
+        return self._run(args, kwargs)
+
+    def _run(self, args: tuple, kwargs: dict[str, Any]) -> Any:
         owners = self._indexed_modules()
         saved = [m.layer_idx for m in owners]
         for module in owners:

@@ -1,6 +1,6 @@
-"""Fast loglikelihood scoring of one sample under many chains (the search's hot path).
+"""Fast loglikelihood scoring of samples under many chains (the search's hot path).
 
-Three savings over lm-eval's own path (a full forward per request, full logits):
+Four savings over lm-eval's own path (a full forward per request, full logits):
 
 1. Shared context, packed: a multiple-choice sample's requests share their context.
    We lay the shared prefix out once, then each request's own remainder as a segment
@@ -9,17 +9,25 @@ Three savings over lm-eval's own path (a full forward per request, full logits):
 2. Prefix reuse: the hidden states after every chain prefix are kept (keyed by the layer
    sequence, evicted least-recently-used past a byte cap). A new chain runs only the
    layers after its longest stored prefix; searches try chains one action apart, so
-   most of a chain is usually stored already.
+   much of a chain is usually stored already.
 3. LM-head logits only at the positions that score a continuation token.
+4. Samples batched: `score_many` evaluates several samples' chains in one forward.
+   A layer that several of them run next runs once over all their rows, so its weights
+   are read once (on a CPU, reading the weights is most of a small forward's time) and
+   the LM head runs once for everyone's scored positions. Each sample is padded to a
+   length that depends only on itself (a multiple of PAD_MULTIPLE), and every layer
+   treats batch rows independently, so a sample's scores are bitwise the same whatever
+   samples share its batch (tests/test_fast.py checks this).
 
 Results equal lm-eval's path up to float rounding (tests/test_fast.py checks this on
-tiny models, tools/benchmarks check same chains and decisions on the real model). When
-a layer has a sliding window shorter than the packed sequence the custom mask would be
-wrong, so such samples use lm-eval's path.
+tiny models; benchmarks/search_speed.py checks same chains and decisions on the real
+model). When a layer has a sliding window shorter than the packed sequence the custom
+mask would be wrong, so such samples use lm-eval's path.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -36,18 +44,22 @@ logger = logging.getLogger(__name__)
 DEFAULT_CACHE_BYTES = 1 << 30
 
 
+PAD_MULTIPLE = 16  # samples are padded to a multiple of this (see point 4 above)
+
+
 @dataclass
 class PackedSample:
-    """One sample's requests as one packed sequence."""
+    """One sample's requests as one packed sequence, padded to ``padded_length``."""
 
-    input_ids: torch.Tensor  # (1, T)
-    position_ids: torch.Tensor  # (1, T)
-    segments: torch.Tensor  # (T,) 0 for the shared prefix, k for request k's remainder
+    input_ids: torch.Tensor  # (1, P)
+    position_ids: torch.Tensor  # (1, P)
+    segments: torch.Tensor  # (P,) 0 shared prefix, k request k's remainder, -1 padding
     scored: torch.Tensor  # (K,) packed positions whose logits are needed, ascending
     picks: list[tuple[torch.Tensor, torch.Tensor]]  # per request: rows of `scored`, targets
+    length: int  # real tokens; the rest up to padded_length is padding
 
     @property
-    def length(self) -> int:
+    def padded_length(self) -> int:
         return int(self.input_ids.shape[1])
 
 
@@ -61,7 +73,8 @@ def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
     return length
 
 
-def pack(pairs: Sequence[tuple[list[int], list[int]]], max_length: int) -> PackedSample:
+def pack(pairs: Sequence[tuple[list[int], list[int]]], max_length: int,
+         pad_multiple: int = PAD_MULTIPLE) -> PackedSample:
     """Pack (context tokens, continuation tokens) pairs, truncated as lm-eval does."""
     inputs, conts = [], []
     for context, continuation in pairs:
@@ -86,6 +99,11 @@ def pack(pairs: Sequence[tuple[list[int], list[int]]], max_length: int) -> Packe
         first = len(inp) - len(cont)
         request_positions.append([packed(q) for q in range(first, len(inp))])
         targets.append(list(cont))
+    length = len(tokens)
+    padding = -length % pad_multiple
+    tokens += [tokens[-1]] * padding  # any real token id: padding is masked out
+    positions += [0] * padding
+    segments += [-1] * padding
     scored = sorted({p for ps in request_positions for p in ps})
     row = {p: i for i, p in enumerate(scored)}
     picks = [
@@ -98,15 +116,20 @@ def pack(pairs: Sequence[tuple[list[int], list[int]]], max_length: int) -> Packe
         segments=torch.tensor(segments),
         scored=torch.tensor(scored),
         picks=picks,
+        length=length,
     )
 
 
 def packed_mask(sample: PackedSample, dtype: torch.dtype) -> torch.Tensor:
-    """Additive 4D mask: causal, and a segment sees the shared prefix and itself only."""
+    """Additive 4D mask: causal, a segment sees the shared prefix and itself only, and a
+    padding position sees only itself (so its softmax is defined) and is seen by none."""
     segment = sample.segments
     index = torch.arange(segment.shape[0])
     causal = index[None, :] <= index[:, None]
-    visible = causal & ((segment[None, :] == 0) | (segment[None, :] == segment[:, None]))
+    same = segment[None, :] == segment[:, None]
+    visible = causal & ((segment[None, :] == 0) | same) & (segment[:, None] >= 0)
+    padding = segment < 0
+    visible |= torch.diag(padding)
     mask = torch.zeros(visible.shape, dtype=dtype)
     mask.masked_fill_(~visible, torch.finfo(dtype).min)
     return mask[None, None]
@@ -169,7 +192,10 @@ def _sliding_window(config: Any) -> int | None:
 
 
 class SampleScorer:
-    """Scores one sample's loglikelihood requests under any chain, reusing work."""
+    """Scores one sample's loglikelihood requests under any chain, reusing work.
+
+    ``scorer(chain)`` scores one chain; ``score_many`` scores several samples' chains in
+    one batched forward, with the same results."""
 
     def __init__(self, model: torch.nn.Module, sample: PackedSample, device: torch.device,
                  cache_bytes: int = DEFAULT_CACHE_BYTES):
@@ -179,40 +205,183 @@ class SampleScorer:
         self.store = PrefixStore(cache_bytes)
         self.layers_run = 0
         dtype = next(model.parameters()).dtype
-        self._inputs = {
-            "input_ids": sample.input_ids.to(device),
-            "position_ids": sample.position_ids.to(device),
-            "attention_mask": packed_mask(sample, dtype).to(device),
-            "logits_to_keep": sample.scored.to(device),
-            "use_cache": False,
-        }
+        self.input_ids = sample.input_ids.to(device)
+        self.position_ids = sample.position_ids.to(device)
+        self.mask = packed_mask(sample, dtype).to(device)
+        self.scored = sample.scored.to(device)
 
     @classmethod
     def usable(cls, model: torch.nn.Module, sample: PackedSample) -> bool:
         window = _sliding_window(model.config)
-        return window is None or sample.length <= window
+        return window is None or sample.padded_length <= window
 
-    @torch.no_grad()
     def __call__(self, chain: Chain) -> list[tuple[float, bool]]:
-        with chain_applied(self.model, chain):
-            positions = chain_positions(self.model)
-            reused, hidden = self.store.longest(chain)
-            for position in positions[:reused]:
-                position.replay = hidden
+        return score_many(self.model, [(self, chain)])[0]
 
-            def keep(position: int, output: Any, _cache: Any = None) -> None:
-                self.store.put(chain[: position + 1], output)
-
-            for position in positions[reused:]:
-                position.on_output = keep
-            self.layers_run += len(chain) - reused
-            logits = self.model(**self._inputs).logits[0]
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        greedy = logits.argmax(dim=-1)
-        results = []
+    def results(self, logprobs: torch.Tensor, greedy: torch.Tensor) -> list[tuple[float, bool]]:
+        """(loglikelihood, is_greedy) per request from this sample's scored rows."""
+        out = []
         for rows, targets in self.sample.picks:
             targets = targets.to(logprobs.device)
             rows = rows.to(logprobs.device)
             ll = logprobs[rows, targets].sum().item()
-            results.append((float(ll), bool((greedy[rows] == targets).all())))
-        return results
+            out.append((float(ll), bool((greedy[rows] == targets).all())))
+        return out
+
+
+@dataclass(eq=False)
+class _Job:
+    """One chain to score for one sample, and where its batch row stands."""
+
+    scorer: SampleScorer
+    chain: Chain
+    start: int  # chain positions whose output is stored already
+    hidden: torch.Tensor | None  # the stored output of chain[:start]
+    final: torch.Tensor | None = None  # the last position's output, (1, P, H)
+
+
+@dataclass
+class _Step:
+    """One layer run over the batch rows whose chains run that layer next."""
+
+    rows: list[int]
+    positions: list[int]  # per row: the chain position this step computes
+
+
+class _LayersDone(Exception):
+    """Raised after the last scheduled step: the final norm and LM head run later."""
+
+
+@torch.no_grad()
+def score_many(model: torch.nn.Module,
+               jobs: Sequence[tuple[SampleScorer, Chain]]) -> list[list[tuple[float, bool]]]:
+    """Score each (sample scorer, chain) pair; one batched forward per padded length, then
+    one LM-head pass over every sample's scored positions."""
+    runs = []
+    for scorer, chain in jobs:
+        start, hidden = scorer.store.longest(chain)
+        scorer.layers_run += len(chain) - start
+        runs.append(_Job(scorer, chain, start, hidden, final=hidden if start == len(chain)
+                         else None))
+    by_length: dict[int, list[_Job]] = {}
+    for job in runs:
+        if job.final is None:
+            by_length.setdefault(job.scorer.sample.padded_length, []).append(job)
+    for group in by_length.values():
+        _run_layers(model, group)
+    return _run_head(model, runs)
+
+
+def _schedule(jobs: Sequence[_Job]) -> tuple[Chain, list[_Step]]:
+    """Steps that advance every job to the end of its chain, each running the lowest
+    layer any job needs next for all jobs that need it: chains near the full chain then
+    run their later layers together."""
+    at = [job.start for job in jobs]
+    layers, steps = [], []
+    while True:
+        live = [i for i, job in enumerate(jobs) if at[i] < len(job.chain)]
+        if not live:
+            return tuple(layers), steps
+        layer = min(jobs[i].chain[at[i]] for i in live)
+        rows = [i for i in live if jobs[i].chain[at[i]] == layer]
+        layers.append(layer)
+        steps.append(_Step(rows, [at[i] for i in rows]))
+        for i in rows:
+            at[i] += 1
+
+
+def _run_layers(model: torch.nn.Module, jobs: list[_Job]) -> None:
+    """Run every job's missing chain positions as one batch (all of one padded length)."""
+    layers, steps = _schedule(jobs)
+    batch = len(jobs)
+
+    def around(step: _Step, last: bool, run: Any, args: tuple, kwargs: dict) -> Any:
+        hidden = args[0]
+        rows = torch.tensor(step.rows, device=hidden.device)
+        x = hidden if len(step.rows) == batch else hidden.index_select(0, rows)
+        starting = [k for k, (i, p) in enumerate(zip(step.rows, step.positions, strict=True))
+                    if p == jobs[i].start and jobs[i].hidden is not None]
+        if starting:
+            x = x.clone()
+            for k in starting:
+                x[k] = jobs[step.rows[k]].hidden[0]
+        if len(step.rows) < batch:
+            kwargs = _batch_rows(kwargs, rows, batch)
+        output = run((x, *args[1:]), kwargs)
+        _TUPLE_LAYERS[type(model)] = isinstance(output, tuple)
+        out = output[0] if isinstance(output, tuple) else output
+        for k, (i, position) in enumerate(zip(step.rows, step.positions, strict=True)):
+            job = jobs[i]
+            row = out[k:k + 1].clone()
+            job.scorer.store.put(job.chain[:position + 1], row)
+            if position + 1 == len(job.chain):
+                job.final = row
+        if last:
+            raise _LayersDone
+        merged = out if len(step.rows) == batch else hidden.index_copy(0, rows, out)
+        return (merged, *output[1:]) if isinstance(output, tuple) else merged
+
+    first = jobs[0].scorer
+    inputs = {
+        "input_ids": torch.cat([j.scorer.input_ids for j in jobs]),
+        "position_ids": torch.cat([j.scorer.position_ids for j in jobs]),
+        "attention_mask": torch.cat([j.scorer.mask for j in jobs]),
+        "use_cache": False,
+    }
+    with chain_applied(first.model, layers):
+        for n, (position, step) in enumerate(zip(chain_positions(model), steps, strict=True)):
+            position.around = functools.partial(around, step, n == len(steps) - 1)
+        try:
+            model(**inputs)
+        except _LayersDone:
+            pass
+        else:  # pragma: no cover - the last step always raises
+            raise RuntimeError("the batched forward ended before its last step")
+
+
+def _batch_rows(value: Any, rows: torch.Tensor, batch: int) -> Any:
+    """``value`` (a layer's keyword arguments) cut to the batch ``rows``: every tensor
+    whose first dimension is the batch, in dicts, tuples and lists alike."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() >= 2 and value.shape[0] == batch:
+            return value.index_select(0, rows)
+        return value
+    if isinstance(value, dict):
+        return {k: _batch_rows(v, rows, batch) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return type(value)(_batch_rows(v, rows, batch) for v in value)
+    return value
+
+
+def _run_head(model: torch.nn.Module, jobs: list[_Job]) -> list[list[tuple[float, bool]]]:
+    """Final norm and LM head over every job's scored positions at once, by the model's
+    own forward (so final-logit softcapping and the like apply) on a one-position chain
+    whose output is those rows."""
+    rows = torch.cat([job.final[0].index_select(0, job.scorer.scored) for job in jobs])
+    # MKL multiplies fewer than 12 rows by other kernels than more rows, with other
+    # rounding; a multiple of PAD_MULTIPLE rows keeps every row's logits batch-invariant.
+    rows = torch.cat([rows, rows.new_zeros(-rows.shape[0] % PAD_MULTIPLE, rows.shape[1])])
+    count = rows.shape[0]
+    device = rows.device
+    with chain_applied(model, (0,)):
+        chain_positions(model)[0].replay = _layer_output(model, rows[None])
+        logits = model(input_ids=torch.zeros(1, count, dtype=torch.long, device=device),
+                       position_ids=torch.zeros(1, count, dtype=torch.long, device=device),
+                       use_cache=False).logits[0]
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    greedy = logits.argmax(dim=-1)
+    results, at = [], 0
+    for job in jobs:
+        k = job.scorer.scored.shape[0]
+        results.append(job.scorer.results(logprobs[at:at + k], greedy[at:at + k]))
+        at += k
+    return results
+
+
+def _layer_output(model: torch.nn.Module, hidden: torch.Tensor) -> Any:
+    """``hidden`` as the model's decoder layers return it (a tensor, or a tuple in
+    models whose layers return one)."""
+    return (hidden,) if _TUPLE_LAYERS.get(type(model), False) else hidden
+
+
+_TUPLE_LAYERS: dict[type, bool] = {}  # model class -> its decoder layers return tuples

@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 RESULTS_GLOB = "results*.json"
 # model_args that never change a result: left out when deciding which files make one row.
 _NEUTRAL_ARGS = {"device", "batch_size", "max_batch_size", "records", "prefix_cache_bytes",
-                 "fast", "parallelize", "trust_remote_code"}
+                 "search_batch", "fast", "parallelize", "trust_remote_code"}
 # model_args shown elsewhere or part of the variant's name: left out of the settings column.
 _SHOWN_ARGS = {"pretrained", "gguf_file", "searcher", "chain", "seed", "budget"}
 ORACLE_NOTE = ("oracle: each sample's chain was searched with that sample's gold answer as "

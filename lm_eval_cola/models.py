@@ -4,8 +4,8 @@ each shows as its own model in lm-eval's outputs).
 
 A fixed chain runs lm-eval's ``HFLM`` code paths unchanged inside ``chain_applied``.
 Oracle search needs each request's doc, which HFLM's batching no longer knows, so
-requests are grouped by (task, doc_id) here and each group is searched on its own,
-all choices of a question in one batch.
+requests are grouped by (task, doc_id) here and each group is searched on its own
+(loglikelihood groups ``search_batch`` side by side, their evaluations batched).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,8 +30,9 @@ from lm_eval_cola.default_model import default_model
 from lm_eval_cola.default_model import prepare as prepare_default_model
 from lm_eval_cola.engine import chain_applied, find_layers
 from lm_eval_cola.errors import UserError, install_excepthook
-from lm_eval_cola.fast import DEFAULT_CACHE_BYTES, SampleScorer, pack
+from lm_eval_cola.fast import DEFAULT_CACHE_BYTES, SampleScorer, pack, score_many
 from lm_eval_cola.fast_generate import PromptCache, SampleGenerator
+from lm_eval_cola.lockstep import run_in_lockstep
 from lm_eval_cola.oracle import OracleError, TaskJudge, flatten_tasks
 from lm_eval_cola.records import RecordWriter, read_records, sample_key
 from lm_eval_cola.searchers import SEARCHERS, Outcome, get_searcher, searcher_names
@@ -47,8 +48,9 @@ _SUMMARY_FIELDS = ("task", "doc_id", "num_layers", "full_correct", "best_correct
 # Model args of ours, beside HFLM's own and the searchers' settings.
 COLA_ARGS = (
     "chain", "max_chain_length", "searcher", "seed", "oracle_metric", "oracle_filter",
-    "records", "keep_correct", "include_path", "fast", "prefix_cache_bytes",
+    "records", "keep_correct", "include_path", "fast", "prefix_cache_bytes", "search_batch",
 )
+DEFAULT_SEARCH_BATCH = 16
 
 
 def _setting_names(searcher: str) -> set[str]:
@@ -126,6 +128,7 @@ class ColaHFLM(HFLM):
         include_path: str | None = None,
         fast: bool = True,
         prefix_cache_bytes: int = DEFAULT_CACHE_BYTES,
+        search_batch: int = DEFAULT_SEARCH_BATCH,
         **kwargs: Any,
     ) -> None:
         searcher_name, settings, kwargs = self._split_searcher_args(searcher, kwargs)
@@ -180,6 +183,10 @@ class ColaHFLM(HFLM):
         if not isinstance(prefix_cache_bytes, int) or prefix_cache_bytes < 0:
             raise UserError(f"bad prefix_cache_bytes {prefix_cache_bytes!r}; allowed: bytes >= 0")
         self.prefix_cache_bytes = prefix_cache_bytes
+        if not isinstance(search_batch, int) or isinstance(search_batch, bool) or search_batch < 1:
+            raise UserError(f"bad search_batch {search_batch!r}; allowed: an integer >= 1 "
+                            "(samples searched side by side)")
+        self.search_batch = search_batch
         self._tasks: dict[str, Any] = {}
         self._judges: dict[str, TaskJudge] = {}
         self._writer: RecordWriter | None = None
@@ -293,16 +300,18 @@ class ColaHFLM(HFLM):
             return continuation_enc[:1], continuation_enc[1:]
         return self._encode_pair(context, continuation)
 
-    def chain_runner(self, kind: str, requests: list):
+    def chain_runner(self, kind: str, requests: list, cache_bytes: int | None = None):
         """chain -> raw responses for one sample's requests: with fast=True the fast
-        scorer (loglikelihood) or lm-eval's generation path with fast greedy decoding
-        plugged in (generate_until), else lm-eval's own path under the chain."""
+        scorer (loglikelihood; a SampleScorer, which score_many can also batch with other
+        samples' scorers) or lm-eval's generation path with fast greedy decoding plugged
+        in (generate_until), else lm-eval's own path under the chain."""
+        cache_bytes = self.prefix_cache_bytes if cache_bytes is None else cache_bytes
         if kind == "loglikelihood" and self.fast:
             sample = pack([self.encode_pair(*r.args) for r in requests], self.max_length)
             if SampleScorer.usable(self.model, sample):
-                return SampleScorer(self.model, sample, self.device, self.prefix_cache_bytes)
+                return SampleScorer(self.model, sample, self.device, cache_bytes)
         if kind == "generate_until" and self.fast and self.mixed_precision_dtype is None:
-            generator = SampleGenerator(self.model, self.tokenizer, self.prefix_cache_bytes,
+            generator = SampleGenerator(self.model, self.tokenizer, cache_bytes,
                                         self._prompt_cache)
 
             def generate(chain: Chain) -> list:
@@ -313,7 +322,7 @@ class ColaHFLM(HFLM):
                     self._generator = None
 
             return generate
-        return lambda chain: self._run_chain(kind, requests, chain)
+        return functools.partial(self._run_chain, kind, requests)
 
     def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
         # During a search, lm-eval's generate_until calls this with the tokens it
@@ -328,14 +337,12 @@ class ColaHFLM(HFLM):
         for position, request in enumerate(requests):
             groups[(request.task_name, request.doc_id)].append(position)
         done = self._resume_records()
-        results: list[Any] = [None] * len(requests)
-        bar = tqdm(groups.items(), desc=f"oracle search ({self.searcher_name})",
-                   disable=disable_tqdm or self.rank != 0, unit="sample")
         # Keys already in the summary: a sample counts once, even if lm-eval's padding of
         # ranks or a second request type brings it back.
         summarized: set = self.__dict__.setdefault("_summarized", set())
-        searched: list[dict] = []
-        for (task_name, doc_id), positions in bar:
+        records: dict[tuple[str, int], dict] = {}
+        todo: list[tuple[str, int, list]] = []
+        for (task_name, doc_id), positions in groups.items():
             unique = list({id(requests[p]): requests[p] for p in positions}.values())
             record = done.get((task_name, doc_id))
             if record is not None and not _same_sample(record, unique):
@@ -344,20 +351,102 @@ class ColaHFLM(HFLM):
                                "supersedes the old", task_name, doc_id)
                 record = None
             if record is None:
-                record = self._search_one(kind, task_name, doc_id, unique)
-            elif (task_name, doc_id) not in summarized:
+                todo.append((task_name, doc_id, unique))
+                continue
+            records[(task_name, doc_id)] = record
+            if (task_name, doc_id) not in summarized:
                 self.summary.add(record)
-            summarized.add((task_name, doc_id))
-            searched.append(record)
+        bar = tqdm(total=len(groups), initial=len(records), unit="sample",
+                   desc=f"oracle search ({self.searcher_name})",
+                   disable=disable_tqdm or self.rank != 0)
+
+        def finished(record: dict) -> None:
+            records[sample_key(record)] = record
+            bar.update(1)
+            bar.set_postfix_str(self.summary.progress_line(), refresh=False)
+
+        self._search_samples(kind, todo, finished)
+        bar.close()
+        summarized.update(groups)
+        self._gather_ranks([records[key] for key in groups], summarized)
+        results: list[Any] = [None] * len(requests)
+        for key, positions in groups.items():
+            record = records[key]
+            unique = list({id(requests[p]): requests[p] for p in positions}.values())
             responses = {id(r): _restore(kind, resp) for r, resp in zip(unique, record["responses"],
                                                                           strict=True)}
             for p in positions:
                 results[p] = responses[id(requests[p])]
-            bar.set_postfix_str(self.summary.progress_line(), refresh=False)
-        self._gather_ranks(searched, summarized)
         for request, result in zip(requests, results, strict=True):
             self.cache_hook.add_partial(kind, request.args, result)
         return results
+
+    def _search_samples(self, kind: str, todo: list[tuple[str, int, list]],
+                        finished: Any = None) -> list[dict]:
+        """Search each (task, doc_id, requests) sample, writing its record as it finishes.
+        Loglikelihood samples with fast=True are searched ``search_batch`` side by side, so
+        their chain evaluations run as one batch (fast.score_many); the rest one at a time."""
+        width = self.search_batch if kind == "loglikelihood" and self.fast else 1
+        # prefix_cache_bytes bounds all samples in flight together.
+        cache_bytes = self.prefix_cache_bytes // width
+        records: list[dict] = []
+
+        def factory(task_name: str, doc_id: int, unique: list):
+            # Here, not in a search thread: loading a task, and failing early on no gold.
+            self._judge(task_name).check_gold(unique[0].doc)
+            run = self.chain_runner(kind, unique, cache_bytes)
+            cost = _Cost()
+
+            def evaluate(submit, chain: Chain) -> list:
+                # A scorer's evaluations batch (score_many); any other is a call that
+                # the calling thread makes.
+                job = (_Evaluation(cost, scorer=run, chain=chain) if isinstance(run, SampleScorer)
+                       else _Evaluation(cost, call=functools.partial(run, chain)))
+                started = time.perf_counter()
+                try:
+                    return submit(job)
+                finally:
+                    cost.waiting += time.perf_counter() - started
+
+            def search(submit) -> dict:
+                record = self._search_sample(kind, task_name, doc_id, unique,
+                                             functools.partial(evaluate, submit))
+                # Side by side, a sample's wall time overlaps the others': count its own
+                # work (searching, judging) and its share of each batch it was in.
+                record["seconds"] = round(max(record["seconds"] - cost.waiting, 0.0)
+                                          + cost.evaluating, 4)
+                return record
+
+            return search
+
+        def done(index: int, record: dict) -> None:
+            self._records_writer().write(record)
+            self.summary.add(record)
+            records.append(record)
+            if finished is not None:
+                finished(record)
+
+        run_in_lockstep([functools.partial(factory, *item) for item in todo],
+                        self._evaluate_many, done, width)
+        return records
+
+    def _evaluate_many(self, jobs: list[_Evaluation]) -> list:
+        """Answers to the waiting evaluations: every scorer's in one batch."""
+        answers: list[Any] = [None] * len(jobs)
+        batched = [k for k, job in enumerate(jobs) if job.scorer is not None]
+        if batched:
+            started = time.perf_counter()
+            scores = score_many(self.model, [(jobs[k].scorer, jobs[k].chain) for k in batched])
+            share = (time.perf_counter() - started) / len(batched)
+            for k, answer in zip(batched, scores, strict=True):
+                answers[k] = answer
+                jobs[k].cost.evaluating += share
+        for k, job in enumerate(jobs):
+            if job.call is not None:
+                started = time.perf_counter()
+                answers[k] = job.call()
+                job.cost.evaluating += time.perf_counter() - started
+        return answers
 
     def _adopt_cpu_ranks(self) -> None:
         """HFLM turns data parallel on only with several GPUs; launched over N CPU processes
@@ -397,12 +486,14 @@ class ColaHFLM(HFLM):
                     summarized.add(key)
                     self.summary.add(record)
 
-    def _search_one(self, kind: str, task_name: str, doc_id: int, unique: list) -> dict:
+    def _search_sample(self, kind: str, task_name: str, doc_id: int, unique: list,
+                       run: Any) -> dict:
+        """One sample's search and its record (not yet written); ``run`` maps a chain to
+        the raw responses of the sample's requests."""
         judge = self._judge(task_name)
         doc = unique[0].doc
         judge.check_gold(doc)
         memo: dict[Chain, list] = {}
-        run = self.chain_runner(kind, unique)
 
         def evaluate(chain: Chain) -> Outcome:
             memo[chain] = run(chain)
@@ -441,8 +532,6 @@ class ColaHFLM(HFLM):
             "load_args": self.load_args,
             "version": __version__,
         }
-        self._records_writer().write(record)
-        self.summary.add(record)
         return record
 
     # ------------------------------------------------------------------ records
@@ -535,6 +624,24 @@ class ColaGreedy(ColaHFLM):
 @register_model("cola_random")
 class ColaRandom(ColaHFLM):
     default_searcher = "random"
+
+
+@dataclass
+class _Cost:
+    """Seconds one sample's search spent waiting on evaluations, and its share of them."""
+
+    waiting: float = 0.0
+    evaluating: float = 0.0
+
+
+@dataclass
+class _Evaluation:
+    """One chain evaluation a search waits on: a scorer's (batched) or a call."""
+
+    cost: _Cost
+    scorer: SampleScorer | None = None
+    chain: Chain = ()
+    call: Any = None
 
 
 class _NullWriter:

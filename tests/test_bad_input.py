@@ -67,10 +67,11 @@ def model(tiny_dir: str, records: Path, cls: str = "ColaHFLM", **args):
         ({"searcher": "greedy", "c": 2}, ["'c'", "'greedy'", "its settings:"]),
         ({"c": 2}, ["'c'", "needs a searcher"]),
         ({"searcher": "mcts", "chain": "0-2"}, ["'0-2'", "searches start from the full chain"]),
+        ({"searcher": "mcts", "search_batch": 0}, ["search_batch 0", "allowed: an integer >= 1"]),
     ],
     ids=["malformed-chain", "layer-out-of-range", "empty-chain", "chain-over-cap",
          "unknown-searcher", "zero-budget", "negative-budget", "setting-of-other-searcher",
-         "setting-without-searcher", "chain-with-searcher"],
+         "setting-without-searcher", "chain-with-searcher", "zero-search-batch"],
 )
 def test_bad_model_args(tiny_llama_dir, records, args, needles):
     before = records.read_bytes()

@@ -73,7 +73,7 @@ def test_mcts_records_verify_and_a_forged_chain_fails(tiny_dir, tmp_path):
     results = evaluate("cola_mcts", f"pretrained={tiny_dir},device=cpu,budget=6,records={records}",
                        limit=5)
     rows = read_jsonl(records)
-    assert [r["doc_id"] for r in rows] == list(range(5))
+    assert sorted(r["doc_id"] for r in rows) == list(range(5))
     assert all(1 <= r["evaluations"] <= 6 for r in rows)
     assert all(r["best_correct"] or not r["full_correct"] for r in rows)  # oracle >= full
     summary = results["config"]["cola_summary"]
@@ -93,6 +93,35 @@ def test_mcts_records_verify_and_a_forged_chain_fails(tiny_dir, tmp_path):
     else:
         pytest.fail("no forged chain changed the answer")
     assert main(["verify", str(forged), "--model_args", "device=cpu"]) == 1
+
+
+def test_samples_side_by_side_give_the_records_of_one_at_a_time(tiny_dir, tmp_path,
+                                                               monkeypatch):
+    from lm_eval_cola import fast
+
+    sizes = []
+    score_many = fast.score_many
+
+    def counted(model, jobs):
+        sizes.append(len(jobs))
+        return score_many(model, jobs)
+
+    monkeypatch.setattr("lm_eval_cola.models.score_many", counted)
+    runs = {}
+    for width in (1, 4):
+        records = tmp_path / f"records_{width}.jsonl"
+        args = f"pretrained={tiny_dir},device=cpu,budget=8,search_batch={width},records={records}"
+        results = evaluate("cola_mcts", args, limit=6)
+        rows = {r["doc_id"]: {k: v for k, v in r.items() if k != "seconds"}
+                for r in read_jsonl(records)}
+        runs[width] = (rows, results["results"]["arc_challenge"],
+                       results["config"]["cola_summary"]["mean_evaluations"])
+        if width == 1:
+            assert set(sizes) == {1}
+            sizes.clear()
+    assert max(sizes) > 1, "side by side, evaluations of several samples must share a batch"
+    assert runs[1] == runs[4]
+    assert len(runs[4][0]) == 6
 
 
 def test_a_changed_doc_is_searched_again_and_its_new_record_supersedes(tiny_dir, tmp_path,

@@ -1,6 +1,7 @@
 """Resume: a real ``lm_eval`` process killed with SIGKILL mid-run, started again with the same
 command, skips finished samples and ends with the same records and metrics as a run that was
-never interrupted. A torn last line is dropped with a warning. ``--use_cache`` is refused."""
+never interrupted (and searched with another search_batch). A torn last line is dropped
+with a warning. ``--use_cache`` is refused."""
 
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ def _kill_after_records(args: list[str], output, lines: int, timeout: float = 40
 def test_sigkill_then_resume_matches_uninterrupted_run(tiny_llama_dir, tmp_path):
     reference = cli.reference_run(tiny_llama_dir)
     output = tmp_path / "killed"
-    args = cli.oracle_args(tiny_llama_dir, output)
+    # Two samples side by side (the reference run searches 8 at once): the kill lands
+    # between finished samples, and the records must not depend on what ran beside them.
+    args = cli.oracle_args(tiny_llama_dir, output, search_batch=2)
 
     finished = _kill_after_records(args, output, lines=2)
     assert 2 <= finished < cli.LIMIT, "the kill must land mid-run"
