@@ -304,7 +304,7 @@ def _run_layers(model: torch.nn.Module, jobs: list[_Job]) -> None:
         if starting:
             x = x.clone()
             for k in starting:
-                x[k] = jobs[step.rows[k]].hidden[0]
+                x[k] = jobs[step.rows[k]].hidden[0].to(x.device)
         if len(step.rows) < batch:
             kwargs = _batch_rows(kwargs, rows, batch)
         output = run((x, *args[1:]), kwargs)
@@ -318,17 +318,19 @@ def _run_layers(model: torch.nn.Module, jobs: list[_Job]) -> None:
                 job.final = row
         if last:
             raise _LayersDone
-        merged = out if len(step.rows) == batch else hidden.index_copy(0, rows, out)
+        if len(step.rows) == batch:
+            merged = out
+        else:  # with a device map the layer's output may sit on another device
+            merged = hidden.to(out.device).index_copy(0, rows.to(out.device), out)
         return (merged, *output[1:]) if isinstance(output, tuple) else merged
 
-    first = jobs[0].scorer
     inputs = {
         "input_ids": torch.cat([j.scorer.input_ids for j in jobs]),
         "position_ids": torch.cat([j.scorer.position_ids for j in jobs]),
         "attention_mask": torch.cat([j.scorer.mask for j in jobs]),
         "use_cache": False,
     }
-    with chain_applied(first.model, layers):
+    with chain_applied(model, layers):
         for n, (position, step) in enumerate(zip(chain_positions(model), steps, strict=True)):
             position.around = functools.partial(around, step, n == len(steps) - 1)
         try:
@@ -357,12 +359,13 @@ def _run_head(model: torch.nn.Module, jobs: list[_Job]) -> list[list[tuple[float
     """Final norm and LM head over every job's scored positions at once, by the model's
     own forward (so final-logit softcapping and the like apply) on a one-position chain
     whose output is those rows."""
-    rows = torch.cat([job.final[0].index_select(0, job.scorer.scored) for job in jobs])
+    device = jobs[0].final.device
+    rows = torch.cat([job.final[0].to(device).index_select(0, job.scorer.scored.to(device))
+                      for job in jobs])
     # MKL multiplies fewer than 12 rows by other kernels than more rows, with other
     # rounding; a multiple of PAD_MULTIPLE rows keeps every row's logits batch-invariant.
     rows = torch.cat([rows, rows.new_zeros(-rows.shape[0] % PAD_MULTIPLE, rows.shape[1])])
     count = rows.shape[0]
-    device = rows.device
     with chain_applied(model, (0,)):
         chain_positions(model)[0].replay = _layer_output(model, rows[None])
         logits = model(input_ids=torch.zeros(1, count, dtype=torch.long, device=device),
