@@ -297,15 +297,16 @@ def _run_layers(model: torch.nn.Module, jobs: list[_Job]) -> None:
 
     def around(step: _Step, last: bool, run: Any, args: tuple, kwargs: dict) -> Any:
         hidden = args[0]
-        rows = torch.tensor(step.rows, device=hidden.device)
-        x = hidden if len(step.rows) == batch else hidden.index_select(0, rows)
+        subset = len(step.rows) < batch
+        rows = torch.tensor(step.rows, device=hidden.device) if subset else None
+        x = hidden.index_select(0, rows) if subset else hidden
         starting = [k for k, (i, p) in enumerate(zip(step.rows, step.positions, strict=True))
                     if p == jobs[i].start and jobs[i].hidden is not None]
         if starting:
             x = x.clone()
             for k in starting:
                 x[k] = jobs[step.rows[k]].hidden[0].to(x.device)
-        if len(step.rows) < batch:
+        if subset:
             kwargs = _batch_rows(kwargs, rows, batch)
         output = run((x, *args[1:]), kwargs)
         _TUPLE_LAYERS[type(model)] = isinstance(output, tuple)
@@ -318,9 +319,8 @@ def _run_layers(model: torch.nn.Module, jobs: list[_Job]) -> None:
                 job.final = row
         if last:
             raise _LayersDone
-        if len(step.rows) == batch:
-            merged = out
-        else:  # with a device map the layer's output may sit on another device
+        merged = out
+        if subset:  # with a device map the layer's output may sit on another device
             merged = hidden.to(out.device).index_copy(0, rows.to(out.device), out)
         return (merged, *output[1:]) if isinstance(output, tuple) else merged
 

@@ -342,8 +342,10 @@ class ColaHFLM(HFLM):
         summarized: set = self.__dict__.setdefault("_summarized", set())
         records: dict[tuple[str, int], dict] = {}
         todo: list[tuple[str, int, list]] = []
+        uniques: dict[tuple[str, int], list] = {}  # each sample's distinct requests
         for (task_name, doc_id), positions in groups.items():
             unique = list({id(requests[p]): requests[p] for p in positions}.values())
+            uniques[(task_name, doc_id)] = unique
             record = done.get((task_name, doc_id))
             if record is not None and not _same_sample(record, unique):
                 logger.warning("%s doc %d changed since its record was written (doc or "
@@ -371,10 +373,8 @@ class ColaHFLM(HFLM):
         self._gather_ranks([records[key] for key in groups], summarized)
         results: list[Any] = [None] * len(requests)
         for key, positions in groups.items():
-            record = records[key]
-            unique = list({id(requests[p]): requests[p] for p in positions}.values())
-            responses = {id(r): _restore(kind, resp) for r, resp in zip(unique, record["responses"],
-                                                                          strict=True)}
+            responses = {id(r): _restore(kind, resp)
+                         for r, resp in zip(uniques[key], records[key]["responses"], strict=True)}
             for p in positions:
                 results[p] = responses[id(requests[p])]
         for request, result in zip(requests, results, strict=True):
@@ -489,10 +489,9 @@ class ColaHFLM(HFLM):
     def _search_sample(self, kind: str, task_name: str, doc_id: int, unique: list,
                        run: Any) -> dict:
         """One sample's search and its record (not yet written); ``run`` maps a chain to
-        the raw responses of the sample's requests."""
+        the raw responses of the sample's requests. The caller has checked the gold."""
         judge = self._judge(task_name)
         doc = unique[0].doc
-        judge.check_gold(doc)
         memo: dict[Chain, list] = {}
 
         def evaluate(chain: Chain) -> Outcome:
