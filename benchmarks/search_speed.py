@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import tempfile
 import time
 from collections import defaultdict
 
@@ -41,21 +40,23 @@ def build(task_name: str, limit: int, model_args: dict):
 
 
 def run_search(lm, samples, fast: bool, budget: int, search_batch: int = 1):
+    """One search over ``samples`` through the public driver (search.OracleSearch), with a
+    fresh runner (no reuse from an earlier run) and no records file."""
+    from lm_eval_cola.runner import ChainRunner
+    from lm_eval_cola.search import OracleSearch, Sample
     from lm_eval_cola.searchers import get_searcher
 
-    lm.fast = fast
-    lm.search_batch = search_batch
     lm.searcher = get_searcher("mcts", budget=budget, max_len=lm.max_chain_length)
-    lm._writer = None
-    lm.records_path = tempfile.mktemp(suffix=".jsonl")
-    todo = [(r[0].task_name, r[0].doc_id, r) for r in samples]
+    runner = ChainRunner(lm, fast, lm.cola.prefix_cache_bytes)
+    driver = OracleSearch(runner, lm.judges, lm.run_facts(), search_batch, records_file=None)
+    todo = [Sample(r[0].task_name, r[0].doc_id, r) for r in samples]
     started = time.perf_counter()
-    records = lm._search_samples(samples[0][0].request_type, todo)
+    records = driver.run(samples[0][0].request_type, todo)
     seconds = time.perf_counter() - started
-    by_doc = {r["doc_id"]: r for r in records}
-    chosen = [(by_doc[d]["best_chain"], by_doc[d]["best_correct"], by_doc[d]["full_correct"])
-              for _, d, _ in todo]
-    return chosen, sum(r["evaluations"] for r in records), seconds
+    by_doc = {r.doc_id: r for r in records}
+    chosen = [(by_doc[s.doc_id].best_chain, by_doc[s.doc_id].best_correct,
+               by_doc[s.doc_id].full_correct) for s in todo]
+    return chosen, sum(r.evaluations for r in records), seconds
 
 
 def fixed_chain_times(lm, samples, depths, repeats: int = 5, together: bool = True):
@@ -63,10 +64,11 @@ def fixed_chain_times(lm, samples, depths, repeats: int = 5, together: bool = Tr
     samples in one batch as a search scores them side by side (``together``), or one at
     a time. Depths alternate within each repeat, so drift in machine speed hits all
     alike; the best repeat counts."""
+    from lm_eval_cola.compat.lm_eval_private import encode_pair
     from lm_eval_cola.fast import SampleScorer, pack, score_many
 
     total = lm.num_layers
-    packed = [pack([lm.encode_pair(*r.args) for r in requests], lm.max_length)
+    packed = [pack([encode_pair(lm, *r.args) for r in requests], lm.max_length)
               for requests in samples]
     best = dict.fromkeys(depths, float("inf"))
     for _ in range(repeats):
@@ -89,6 +91,7 @@ def identity_vs_hf(lm, samples, repeats: int = 3) -> tuple[float, float]:
     ``--model hf`` runs) and under the identity chain (what ``cola_hf`` runs), alternated."""
     from lm_eval.models.huggingface import HFLM
 
+    from lm_eval_cola.chain import full_chain
     from lm_eval_cola.engine import chain_applied
 
     requests = [r for sample in samples for r in sample]
@@ -98,7 +101,7 @@ def identity_vs_hf(lm, samples, repeats: int = 3) -> tuple[float, float]:
         HFLM.loglikelihood(lm, requests, disable_tqdm=True)
         plain = min(plain, time.perf_counter() - started)
         started = time.perf_counter()
-        with chain_applied(lm.model, tuple(range(lm.num_layers))):
+        with chain_applied(lm.model, full_chain(lm.num_layers)):
             HFLM.loglikelihood(lm, requests, disable_tqdm=True)
         chained = min(chained, time.perf_counter() - started)
     return plain, chained
@@ -121,16 +124,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.data_dir:
         os.environ["COLA_DATA_DIR"] = os.path.abspath(args.data_dir)
-    from lm_eval_cola.cli import parse_model_args
+    from lm_eval_cola.compat.lm_eval_private import parse_model_args
 
     lm, samples = build(args.task, args.limit, parse_model_args(args.model_args))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"torch {torch.__version__}, device {lm.device}, dtype {lm.model.dtype}")
-    print(f"model: {lm.pretrained_label} ({lm.num_layers} layers); task {args.task}, "
+    print(f"model: {lm.model_label} ({lm.num_layers} layers); task {args.task}, "
           f"{len(samples)} samples, mcts budget {args.budget}")
     parts = set(args.parts.split(","))
     if "search" in parts:
-        search(lm, samples, args.budget, args.search_batch or lm.search_batch)
+        search(lm, samples, args.budget, args.search_batch or lm.cola.search_batch)
     if "fixed" in parts and samples[0][0].request_type == "loglikelihood":
         fixed(lm, samples)
     if "identity" in parts and samples[0][0].request_type == "loglikelihood":

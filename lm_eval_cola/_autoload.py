@@ -4,18 +4,13 @@ lm-eval 0.4.13 has no plugin entry points for models, so this package installs a
 ``.pth`` file into site-packages (``lm_eval_cola.pth``) that imports this module at every
 interpreter start. This module must therefore stay tiny: it imports nothing but ``sys`` and
 ``os`` (both already loaded by then; not even ``__future__``) and never imports lm_eval, torch
-or transformers itself.
+or transformers itself, nor the rest of the package.
 
 It puts a finder at the front of ``sys.meta_path`` that does nothing until one of the modules
 in ``_CALLBACKS`` is imported by someone else. It then lets the normal import run and, right
-after the module's code has executed, calls our callback:
-
-* ``lm_eval.api.registry``: registers the built-in models (``import lm_eval.models``, which
-  only stores "module:Class" strings; ``get_model`` would skip it once the registry is not
-  empty) and lazy placeholders for our models, e.g. ``cola_hf -> lm_eval_cola.models:ColaHFLM``.
-  When the class's own ``@register_model`` runs, lm-eval upgrades the placeholder to the class.
-* ``lm_eval.tasks``: ``lm_eval_cola.local_tasks.install()`` (local datasets via COLA_DATA_DIR).
-* ``lm_eval.evaluator``: ``lm_eval_cola.hooks.install_evaluator_hook()``.
+after the module's code has executed, calls the callback named for it, with the module. What
+the callbacks do (register our models, install the local-data loader and the evaluator hooks)
+is the compatibility layer's business: ``lm_eval_cola/compat/registration.py``.
 
 The finder removes itself from ``sys.meta_path`` once every callback has run. A callback that
 fails is logged, never raised: an unrelated program must not break because of this hook.
@@ -26,16 +21,8 @@ Set ``LM_EVAL_COLA_NO_AUTOLOAD=1`` to disable the hook.
 import os
 import sys
 
-# Placeholders must equal f"{cls.__module__}:{cls.__name__}" of the registered classes, so that
-# lm-eval's registry upgrades them in place when ``@register_model`` runs.
-MODELS: dict[str, str] = {
-    "cola_hf": "lm_eval_cola.models:ColaHFLM",
-    "cola_mcts": "lm_eval_cola.models:ColaMCTS",
-    "cola_greedy": "lm_eval_cola.models:ColaGreedy",
-    "cola_random": "lm_eval_cola.models:ColaRandom",
-}
-
 DISABLE_ENV = "LM_EVAL_COLA_NO_AUTOLOAD"
+_REGISTRATION = "lm_eval_cola.compat.registration"
 
 
 def _logger():
@@ -44,8 +31,9 @@ def _logger():
     return logging.getLogger("lm_eval_cola")
 
 
-def _call_optional(module_name: str, function: str) -> None:
-    """Call ``module_name.function()``; a missing module is fine (debug), any other error warns."""
+def _call_optional(module_name: str, function: str, *args) -> None:
+    """Call ``module_name.function(*args)``; a missing module is fine (debug), any other error
+    propagates (and is logged by ``_run_callback``)."""
     import importlib
 
     try:
@@ -55,35 +43,16 @@ def _call_optional(module_name: str, function: str) -> None:
             _logger().debug("%s not available, skipping %s()", module_name, function)
             return
         raise
-    getattr(module, function)()
+    getattr(module, function)(*args)
 
 
-def register_models(registry_module) -> None:
-    """Register the built-in models and our lazy placeholders in lm-eval's model registry."""
-    import importlib
-
-    # lm_eval.models registers the built-in models as "module:Class" strings. If it is being
-    # imported right now (it imports the registry), this returns the partial module, and its own
-    # registration finishes after us; either way the built-ins end up registered.
-    importlib.import_module("lm_eval.models")
-    registry = registry_module.model_registry
-    for alias, target in MODELS.items():
-        if alias not in registry:
-            registry.register(alias, target=target)
-
-
-def _on_tasks(_module) -> None:
-    _call_optional("lm_eval_cola.local_tasks", "install")
-
-
-def _on_evaluator(_module) -> None:
-    _call_optional("lm_eval_cola.hooks", "install_evaluator_hook")
-
-
+# lm-eval module -> the function (in compat/registration.py) to call right after it executed,
+# or any callable taking the module. Order matters: the registry before tasks and the
+# evaluator, as an import would run them.
 _CALLBACKS = {
-    "lm_eval.api.registry": register_models,
-    "lm_eval.tasks": _on_tasks,
-    "lm_eval.evaluator": _on_evaluator,
+    "lm_eval.api.registry": "on_registry",
+    "lm_eval.tasks": "on_tasks",
+    "lm_eval.evaluator": "on_evaluator",
 }
 
 
@@ -92,7 +61,10 @@ def _run_callback(name: str, module) -> None:
     if callback is None:
         return
     try:
-        callback(module)
+        if isinstance(callback, str):
+            _call_optional(_REGISTRATION, callback, module)
+        else:
+            callback(module)
     except Exception:  # never break the program that imported lm_eval
         _logger().warning("lm_eval_cola: start-up hook for %s failed", name, exc_info=True)
 

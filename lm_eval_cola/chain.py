@@ -49,7 +49,8 @@ class ChainError(UserError):
     """A chain that cannot be parsed or is not allowed; the message is one line."""
 
 
-def identity_chain(num_layers: int) -> Chain:
+def full_chain(num_layers: int) -> Chain:
+    """All layers once, in order: the model as trained (the "identity" chain)."""
     return tuple(range(num_layers))
 
 

@@ -1,5 +1,5 @@
-"""The ``lm-eval-cola`` command: model facts, chain text, record verification, and
-(see compare.py / leaderboard.py) searcher comparisons."""
+"""The ``lm-eval-cola`` command: an explicit table of subcommands (``COMMANDS``); ``layers``
+and ``verify`` live here, ``compare`` in compare.py, ``leaderboard`` in reports/cli.py."""
 
 from __future__ import annotations
 
@@ -13,28 +13,13 @@ from lm_eval_cola.errors import UserError
 
 logger = logging.getLogger("lm_eval_cola")
 
-# name -> (help, add_arguments, run); later modules add theirs with `subcommand`.
-SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {}
-
-
-def subcommand(name: str, help_text: str, add_arguments: Callable[[argparse.ArgumentParser], None]):
-    def register(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        SUBCOMMANDS[name] = (help_text, add_arguments, run)
-        return run
-
-    return register
 
 
 def parse_model_args(text: str | None) -> dict:
     """``key=value,key=value`` the way lm-eval's CLI reads --model_args."""
-    if not text:
-        return {}
-    from lm_eval._cli.utils import key_val_to_dict
+    from lm_eval_cola.compat.lm_eval_private import parse_model_args as parse
 
-    try:
-        return key_val_to_dict(text)
-    except ValueError as err:
-        raise UserError(f"bad --model_args {text!r}: {err}") from None
+    return parse(text)
 
 
 def _model_layer_count(model_args: dict) -> tuple[str, int]:
@@ -49,17 +34,10 @@ def _model_layer_count(model_args: dict) -> tuple[str, int]:
              if k in model_args}
     config = AutoConfig.from_pretrained(model_args["pretrained"], **extra)
     config = getattr(config, "text_config", None) or config
-    from lm_eval_cola.engine import (
-        SUPPORTED_ARCHITECTURES,
-        UnsupportedArchitectureError,
-    )
+    from lm_eval_cola.architectures import of_config
 
-    if config.model_type not in SUPPORTED_ARCHITECTURES:
-        raise UnsupportedArchitectureError(
-            f"unsupported architecture {config.model_type!r}; supported: "
-            f"{', '.join(sorted(SUPPORTED_ARCHITECTURES))}"
-        )
-    return config.model_type, int(config.num_hidden_layers)
+    arch = of_config(config)  # a one-line error listing the supported architectures
+    return arch.model_type, int(getattr(config, arch.layer_count))
 
 
 def _layers_args(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +51,6 @@ def _layers_args(parser: argparse.ArgumentParser) -> None:
                         help="the chain length cap (default 2 x layers)")
 
 
-@subcommand("layers", "print a model's layer count and a chain's canonical form", _layers_args)
 def run_layers(args: argparse.Namespace) -> int:
     from lm_eval_cola.chain import format_chain, parse_chain
 
@@ -98,8 +75,6 @@ def _verify_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include_path", default=None, help="folder of custom task YAMLs")
 
 
-@subcommand("verify", "re-run each record's chain on its sample and check its correctness",
-            _verify_args)
 def run_verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -119,8 +94,31 @@ def run_verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+# The subcommands: name -> (module, help). Each module has ``add_arguments(parser)`` and
+# ``run(args) -> int``; it is imported only when the parser is built, and none of them
+# imports this module (no cycles).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "layers": ("lm_eval_cola.cli", "a model's layer count, and a chain in canonical form"),
+    "verify": ("lm_eval_cola.cli", "re-run every recorded best and full chain; exit 1 on a "
+               "mismatch"),
+    "compare": ("lm_eval_cola.compare", "run lm-eval once per searcher on the same model, "
+                "samples and budget, then print the leaderboard"),
+    "leaderboard": ("lm_eval_cola.reports.cli", "one table (Markdown, CSV, HTML, plots) from "
+                    "lm-eval results and cola records"),
+}
+
+
+def _command(name: str) -> tuple[Callable, Callable]:
+    """(add_arguments, run) of a subcommand."""
+    import importlib
+
+    module = importlib.import_module(COMMANDS[name][0])
+    if module.__name__ == __name__:
+        return globals()[f"_{name}_args"], globals()[f"run_{name}"]
+    return module.add_arguments, module.run
+
+
 def build_parser() -> argparse.ArgumentParser:
-    _load_optional_subcommands()
     parser = argparse.ArgumentParser(
         prog="lm-eval-cola",
         description="Chains of layers (CoLa) for lm-evaluation-harness.",
@@ -128,21 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lm-eval-cola {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (help_text, add_arguments, _) in SUBCOMMANDS.items():
-        add_arguments(commands.add_parser(name, help=help_text, description=help_text))
+    for name, (_, help_text) in COMMANDS.items():
+        _command(name)[0](commands.add_parser(name, help=help_text, description=help_text))
     return parser
-
-
-def _load_optional_subcommands() -> None:
-    # compare and leaderboard register themselves with @subcommand when imported.
-    import importlib
-
-    for module in ("lm_eval_cola.compare", "lm_eval_cola.leaderboard"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,14 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return SUBCOMMANDS[args.command][2](args)
+        return _command(args.command)[1](args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
 
 if __name__ == "__main__":
-    # Run the imported module's main: compare/leaderboard register into its SUBCOMMANDS.
-    from lm_eval_cola.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

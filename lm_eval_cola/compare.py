@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lm_eval_cola.cli import parse_model_args, subcommand
+from lm_eval_cola.compat.lm_eval_private import parse_model_args
 from lm_eval_cola.errors import UserError
 
 DEFAULT_SEARCHERS = "none,random,greedy,mcts"
@@ -126,8 +126,8 @@ def complete_results(variant: Variant, tasks: list[str], limit: Any,
     same lm-eval model, model_args, limit, gen_kwargs and (when given) num_fewshot."""
     if not variant.folder.is_dir():
         return None
-    from lm_eval_cola.leaderboard import RunDirError, read_run_file
-    from lm_eval_cola.leaderboard import parse_model_args as stored_args
+    from lm_eval_cola.reports import RunDirError, read_run_file
+    from lm_eval_cola.reports import parse_model_args as stored_args
 
     for path in sorted(variant.folder.rglob("results*.json"), reverse=True):
         try:
@@ -201,10 +201,10 @@ def _cuda_wanted(eval_kwargs: dict[str, Any]) -> bool:
 def _ensure_hooks() -> None:
     # The .pth start-up hook installs these when lm_eval is imported; without the package
     # installed (a source checkout) do it here. All three are idempotent.
-    from lm_eval_cola import hooks, local_tasks
+    from lm_eval_cola.compat import hooks, local_data
 
     hooks.install_evaluator_hook()
-    local_tasks.install()
+    local_data.install()
     import lm_eval_cola.models  # noqa: F401  registers the cola_* models
 
 
@@ -251,7 +251,7 @@ def compare(searchers: list[str], tasks: list[str], output: str | Path, limit: A
     return done
 
 
-def _compare_args(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--searchers", default=DEFAULT_SEARCHERS,
                         help=f"variants, comma-separated (default {DEFAULT_SEARCHERS}); also "
                              "any registered searcher, hf (plain lm-eval) and chain:<text>")
@@ -277,10 +277,9 @@ def _compare_args(parser: argparse.ArgumentParser) -> None:
                         help="also write the leaderboard files (md, csv, html, plots) here")
 
 
-@subcommand("compare", "run lm-eval once per searcher on the same model, samples and budget, "
-            "then print the leaderboard", _compare_args)
-def run_compare(args: argparse.Namespace) -> int:
-    from lm_eval_cola import leaderboard
+def run(args: argparse.Namespace) -> int:
+    """The ``compare`` subcommand."""
+    from lm_eval_cola.reports import build_board, report
 
     limit: Any = args.limit
     if limit is not None:
@@ -305,8 +304,8 @@ def run_compare(args: argparse.Namespace) -> int:
                    eval_kwargs=eval_kwargs, processes=args.processes)
     # the table of exactly this comparison's results (a folder may hold other budgets too)
     files = [complete_results(v, tasks, limit, eval_kwargs) for v, _ in done]
-    board = leaderboard.build_board([f for f in files if f is not None])
+    board = build_board([f for f in files if f is not None])
     _say(f"{sum(s == 'ran' for _, s in done)} ran, {sum(s == 'skipped' for _, s in done)} "
          "skipped; leaderboard:")
-    return leaderboard.report(board, args.board, title="Comparison")
+    return report(board, args.board, title="Comparison")
 

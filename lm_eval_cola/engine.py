@@ -6,7 +6,8 @@ the length of a ``with chain_applied(model, chain):`` block we only swap:
 
 - the decoder's layer list for one ``ChainPosition`` per chain position, each
   wrapping the (shared) original layer;
-- ``config.num_hidden_layers`` and ``config.layer_types`` so the model loops
+- the config's layer count and layer types (``num_hidden_layers``, ``layer_types``)
+  so the model loops
   over the whole chain, builds one KV-cache slot per chain position, and hands
   each position the attention mask of its own layer type (sliding vs full).
 
@@ -15,6 +16,10 @@ while the layer runs, so a repeated layer writes its own cache slot instead of
 overwriting the first visit's, and a chain that skips layer 0 still fills slot
 0 (HF's ``get_seq_length()`` reads slot 0). On exit the model is the untouched
 model again.
+
+What differs between architectures (where the layers are, which modules hold
+``layer_idx``, the config attributes, the cache keyword) is data: one entry per
+``model_type`` in ``architectures.yaml`` (see ``architectures.py``).
 """
 
 from __future__ import annotations
@@ -27,36 +32,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
+from lm_eval_cola import architectures
+from lm_eval_cola.architectures import Architecture, UnsupportedArchitectureError
 from lm_eval_cola.chain import Chain, validate_chain
-from lm_eval_cola.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-# model_type -> attribute path (from the CausalLM object) of the decoder layer list.
-# Each entry is covered by tests/test_engine.py with a tiny random model.
-SUPPORTED_ARCHITECTURES: dict[str, str] = {
-    "llama": "model.layers",
-    "mistral": "model.layers",
-    "mixtral": "model.layers",
-    "qwen2": "model.layers",
-    "qwen2_moe": "model.layers",
-    "qwen3": "model.layers",
-    "qwen3_moe": "model.layers",
-    "gemma": "model.layers",
-    "gemma2": "model.layers",
-    "gemma3_text": "model.layers",
-    "phi3": "model.layers",
-    "olmo": "model.layers",
-    "olmo2": "model.layers",
-    "granite": "model.layers",
-}
-
-
-class UnsupportedArchitectureError(UserError):
-    """The model's architecture is not one the chain engine knows how to rearrange."""
+__all__ = [
+    "ChainPosition", "ChainedLayers", "LayerStack", "UnsupportedArchitectureError",
+    "architecture_of", "chain_applied", "chain_positions", "find_layers", "model_type",
+]
 
 
 @dataclass(frozen=True)
@@ -66,6 +53,7 @@ class LayerStack:
     parent: nn.Module
     attribute: str
     layers: nn.ModuleList
+    architecture: Architecture
 
     @property
     def num_layers(self) -> int:
@@ -82,37 +70,58 @@ def model_type(model: nn.Module) -> str:
     return getattr(getattr(_unwrap(model), "config", None), "model_type", type(model).__name__)
 
 
-def find_layers(model: nn.Module) -> LayerStack:
-    """Locate the decoder layer list, or raise a one-line error listing what is supported."""
-    model = _unwrap(model)
-    kind = model_type(model)
-    path = SUPPORTED_ARCHITECTURES.get(kind)
-    if path is None:
-        raise UnsupportedArchitectureError(
-            f"unsupported architecture {kind!r}; "
-            f"supported: {', '.join(sorted(SUPPORTED_ARCHITECTURES))}"
-        )
-    parent: nn.Module = model
-    *parents, attribute = path.split(".")
+def architecture_of(model: nn.Module) -> Architecture:
+    """The model's entry in ``architectures.yaml``, or a one-line error listing the supported."""
+    return architectures.get(model_type(model))
+
+
+def _layer_list(model: nn.Module, arch: Architecture) -> tuple[nn.Module, str, Any]:
+    parent: nn.Module = _unwrap(model)
+    *parents, attribute = arch.layers_path
     for name in parents:
         parent = getattr(parent, name)
-    layers = getattr(parent, attribute)
+    return parent, attribute, getattr(parent, attribute)
+
+
+def find_layers(model: nn.Module) -> LayerStack:
+    """Locate the decoder layer list, or raise a one-line error listing what is supported."""
+    arch = architecture_of(model)
+    parent, attribute, layers = _layer_list(model, arch)
     if isinstance(layers, ChainedLayers):
         raise RuntimeError("a chain is already applied to this model; chains do not nest")  # noqa: TRY004
-    return LayerStack(parent=parent, attribute=attribute, layers=layers)
+    if len(layers):
+        _index_owners(layers[0], arch)  # fail here, not half-way through a forward
+    return LayerStack(parent=parent, attribute=attribute, layers=layers, architecture=arch)
 
 
-def num_layers(model: nn.Module) -> int:
-    return find_layers(model).num_layers
+def _index_owners(layer: nn.Module, arch: Architecture) -> list[nn.Module]:
+    """The modules of ``layer`` whose ``layer_idx`` picks its KV-cache slot."""
+    owners = []
+    for path in arch.layer_idx:
+        module = layer
+        for name in filter(None, path.split(".")):
+            module = getattr(module, name, None)
+        if not isinstance(module, nn.Module) or not hasattr(module, "layer_idx"):
+            # The data no longer matches this transformers version: a silently shared
+            # cache slot would give wrong generations, so refuse.
+            raise UnsupportedArchitectureError(
+                f"{arch.model_type}: decoder layer {type(layer).__name__} has no "
+                f"{(path + '.') if path else ''}layer_idx ({architectures.DATA_FILE}: layer_idx)"
+            )
+        owners.append(module)
+    return owners
 
 
 class ChainPosition(nn.Module):
     """One position of a chain: runs a shared layer as if it sat at ``position``."""
 
-    def __init__(self, layer: nn.Module, position: int):
+    def __init__(self, layer: nn.Module, position: int, architecture: Architecture):
         super().__init__()
         self.layer = layer
         self.position = position
+        self.architecture = architecture
+        # Plain attributes, not submodules: they belong to `layer` already.
+        self._owners = tuple(_index_owners(layer, architecture))
         # Prefix reuse (see fast.py, fast_generate.py): a stored output replaces running
         # the layer (and a stored KV-cache slot is put back in place), and `on_output`
         # sees each output computed here with the cache the layer wrote to.
@@ -128,25 +137,17 @@ class ChainPosition(nn.Module):
         # Some models (Qwen2, Mistral with sliding windows) pick the mask by this attribute.
         return getattr(self.layer, "attention_type", None)
 
-    def _indexed_modules(self) -> list[nn.Module]:
-        owners = [self.layer]
-        for name in ("self_attn", "attention", "attn"):
-            sub = getattr(self.layer, name, None)
-            if isinstance(sub, nn.Module):
-                owners.append(sub)
-        return [m for m in owners if hasattr(m, "layer_idx")]
-
     def forward(self, *args, **kwargs):
         if self.replay is not None:
             if self.replay_cache is not None:
-                _cache_of(kwargs).layers[self.position] = copy.copy(self.replay_cache)
+                self.cache_of(kwargs).layers[self.position] = copy.copy(self.replay_cache)
             return self.replay
         if self.around is not None:
             return self.around(self._run, args, kwargs)
         return self._run(args, kwargs)
 
     def _run(self, args: tuple, kwargs: dict[str, Any]) -> Any:
-        owners = self._indexed_modules()
+        owners = self._owners
         saved = [m.layer_idx for m in owners]
         for module in owners:
             module.layer_idx = self.position
@@ -156,16 +157,15 @@ class ChainPosition(nn.Module):
             for module, index in zip(owners, saved, strict=True):
                 module.layer_idx = index
         if self.on_output is not None:
-            self.on_output(self.position, output, _cache_of(kwargs))
+            self.on_output(self.position, output, self.cache_of(kwargs))
         return output
 
-
-def _cache_of(kwargs: dict[str, Any]) -> Any:
-    """The KV cache a decoder layer was handed (its keyword differs across versions)."""
-    for name in ("cache", "past_key_values", "past_key_value"):
-        if kwargs.get(name) is not None:
-            return kwargs[name]
-    return None
+    def cache_of(self, kwargs: dict[str, Any]) -> Any:
+        """The KV cache the layer was handed (its keyword differs across versions)."""
+        for name in self.architecture.layer_cache_keywords:
+            if kwargs.get(name) is not None:
+                return kwargs[name]
+        return None
 
 
 class ChainedLayers(nn.ModuleList):
@@ -178,12 +178,10 @@ _LOCK = threading.RLock()
 
 def chain_positions(model: nn.Module) -> list[ChainPosition]:
     """The positions of the chain applied right now (inside ``chain_applied``)."""
-    stack = _unwrap(model)
-    for name in SUPPORTED_ARCHITECTURES[model_type(stack)].split("."):
-        stack = getattr(stack, name)
-    if not isinstance(stack, ChainedLayers):
+    _, _, layers = _layer_list(model, architecture_of(model))
+    if not isinstance(layers, ChainedLayers):
         raise RuntimeError("no chain is applied to this model")
-    return list(stack)
+    return list(layers)
 
 
 @contextmanager
@@ -198,31 +196,25 @@ def chain_applied(model: nn.Module, chain: Sequence[int] | None) -> Iterator[Cha
         yield tuple(range(total))
         return
     chain = validate_chain(chain, total, max_length=max(len(chain), 1))
+    arch = stack.architecture
     config = _unwrap(model).config
     originals = list(stack.layers)
-    saved_count = config.num_hidden_layers
-    saved_types = getattr(config, "layer_types", None)
+    saved_count = getattr(config, arch.layer_count)
+    types_name = arch.layer_types
+    saved_types = getattr(config, types_name, None) if types_name else None
     with _LOCK:
         setattr(
             stack.parent,
             stack.attribute,
-            ChainedLayers(ChainPosition(originals[i], p) for p, i in enumerate(chain)),
+            ChainedLayers(ChainPosition(originals[i], p, arch) for p, i in enumerate(chain)),
         )
         try:
-            config.num_hidden_layers = len(chain)
+            setattr(config, arch.layer_count, len(chain))
             if saved_types is not None:
-                config.layer_types = [saved_types[i] for i in chain]
+                setattr(config, types_name, [saved_types[i] for i in chain])
             yield chain
         finally:
             setattr(stack.parent, stack.attribute, stack.layers)
-            config.num_hidden_layers = saved_count
+            setattr(config, arch.layer_count, saved_count)
             if saved_types is not None:
-                config.layer_types = saved_types
-
-
-@torch.no_grad()
-def chain_logits(model: nn.Module, input_ids: torch.Tensor, chain: Sequence[int] | None,
-                 **kwargs) -> torch.Tensor:
-    """Logits of ``model`` over ``input_ids`` with the layers arranged as ``chain``."""
-    with chain_applied(model, chain):
-        return model(input_ids=input_ids, **kwargs).logits
+                setattr(config, types_name, saved_types)

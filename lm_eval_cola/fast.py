@@ -22,7 +22,8 @@ Four savings over lm-eval's own path (a full forward per request, full logits):
 Results equal lm-eval's path up to float rounding (tests/test_fast.py checks this on
 tiny models; benchmarks/search_speed.py checks same chains and decisions on the real
 model). When a layer has a sliding window shorter than the packed sequence the custom
-mask would be wrong, so such samples use lm-eval's path.
+mask would be wrong, so such samples use lm-eval's path (the window's config attribute
+comes from ``architectures.yaml``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any
 import torch
 
 from lm_eval_cola.chain import Chain
-from lm_eval_cola.engine import chain_applied, chain_positions
+from lm_eval_cola.engine import architecture_of, chain_applied, chain_positions
 
 logger = logging.getLogger(__name__)
 
@@ -181,14 +182,10 @@ class PrefixStore:
             self.bytes -= self._size(old)
 
 
-def _sliding_window(config: Any) -> int | None:
-    types = getattr(config, "layer_types", None)
-    window = getattr(config, "sliding_window", None)
-    if types is not None and not any("sliding" in str(t) or "chunk" in str(t) for t in types):
-        return None
-    if getattr(config, "use_sliding_window", True) is False:
-        return None
-    return window
+def sliding_window(model: torch.nn.Module) -> int | None:
+    """The longest sequence the model's custom masks are right for: its sliding window
+    (from ``architectures.yaml``), or None when no layer has one."""
+    return architecture_of(model).window(model.config)
 
 
 class SampleScorer:
@@ -212,7 +209,7 @@ class SampleScorer:
 
     @classmethod
     def usable(cls, model: torch.nn.Module, sample: PackedSample) -> bool:
-        window = _sliding_window(model.config)
+        window = sliding_window(model)
         return window is None or sample.padded_length <= window
 
     def __call__(self, chain: Chain) -> list[tuple[float, bool]]:
@@ -309,7 +306,7 @@ def _run_layers(model: torch.nn.Module, jobs: list[_Job]) -> None:
         if subset:
             kwargs = _batch_rows(kwargs, rows, batch)
         output = run((x, *args[1:]), kwargs)
-        _TUPLE_LAYERS[type(model)] = isinstance(output, tuple)
+        _note_layer_output(model, output)
         out = output[0] if isinstance(output, tuple) else output
         for k, (i, position) in enumerate(zip(step.rows, step.positions, strict=True)):
             job = jobs[i]
@@ -381,10 +378,28 @@ def _run_head(model: torch.nn.Module, jobs: list[_Job]) -> list[list[tuple[float
     return results
 
 
+def _note_layer_output(model: torch.nn.Module, output: Any) -> None:
+    """Learn (``probe``) or check (a pinned ``layer_output``) what the layers return."""
+    declared = architecture_of(model).layer_output
+    returned = "tuple" if isinstance(output, tuple) else "tensor"
+    if declared == "probe":
+        _PROBED_OUTPUTS[type(model)] = returned
+    elif declared != returned:
+        raise RuntimeError(
+            f"architectures.yaml says {architecture_of(model).model_type} decoder layers "
+            f"return a {declared}, but this one returned a {returned}; set layer_output: probe"
+        )
+
+
 def _layer_output(model: torch.nn.Module, hidden: torch.Tensor) -> Any:
     """``hidden`` as the model's decoder layers return it (a tensor, or a tuple in
     models whose layers return one)."""
-    return (hidden,) if _TUPLE_LAYERS.get(type(model), False) else hidden
+    declared = architecture_of(model).layer_output
+    if declared == "probe":
+        # Every stored row came from a layer run of this model class, so it is known.
+        declared = _PROBED_OUTPUTS.get(type(model), "tensor")
+    return (hidden,) if declared == "tuple" else hidden
 
 
-_TUPLE_LAYERS: dict[type, bool] = {}  # model class -> its decoder layers return tuples
+# model class -> what its decoder layers returned ("tensor" or "tuple"), for `probe` entries
+_PROBED_OUTPUTS: dict[type, str] = {}

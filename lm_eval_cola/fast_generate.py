@@ -30,7 +30,6 @@ a sliding window the sequence can outgrow) the caller uses ``generate`` instead.
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -38,8 +37,9 @@ from typing import Any
 import torch
 
 from lm_eval_cola.chain import Chain
-from lm_eval_cola.engine import chain_positions
-from lm_eval_cola.fast import DEFAULT_CACHE_BYTES, PrefixStore, _sliding_window, common_prefix
+from lm_eval_cola.compat.lm_eval_private import stop_sequences_criteria
+from lm_eval_cola.engine import architecture_of, chain_positions
+from lm_eval_cola.fast import DEFAULT_CACHE_BYTES, PrefixStore, common_prefix, sliding_window
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +57,6 @@ _NEUTRAL_GENERATION = {
 }
 # Generation kwargs lm-eval may hand over that greedy decoding here honours.
 _ALLOWED_KWARGS = {"attention_mask", "do_sample", "temperature", "top_p", "top_k"}
-
-
-def _cache_argument(model: torch.nn.Module) -> str:
-    """The name the model's forward takes its KV cache by (``cache`` in recent
-    transformers, ``past_key_values`` before)."""
-    parameters = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def eos_ids(model: torch.nn.Module) -> set[int]:
@@ -90,7 +83,8 @@ class SampleGenerator:
         self._stores: dict[tuple[int, ...], PrefixStore] = {}
         self._drafts: dict[tuple[int, ...], list[tuple[Chain, list[int]]]] = {}
         self._eos = eos_ids(model)
-        self._cache_arg = _cache_argument(model)
+        # `cache` in transformers 5, `past_key_values` before: see architectures.yaml.
+        self._cache_arg = architecture_of(model).cache_keyword(model.forward)
         self.prompt_cache = prompt_cache
         # Counters, for the benchmark and the tests.
         self.prompt_layers_run = 0
@@ -116,7 +110,7 @@ class SampleGenerator:
         for name, neutral in _NEUTRAL_GENERATION.items():
             if getattr(config, name, None) not in neutral:
                 return False
-        window = _sliding_window(self.model.config)
+        window = sliding_window(self.model)
         # Past the window a sliding cache drops old entries and cannot be rolled back.
         return window is None or max_length < window
 
@@ -125,7 +119,6 @@ class SampleGenerator:
     @torch.no_grad()
     def generate(self, context: torch.Tensor, max_length: int, stop: list[str]) -> torch.Tensor:
         """``context`` (1, n) followed by the greedy continuation, as ``generate`` returns."""
-        from lm_eval.models.utils_hf import stop_sequences_criteria
         from transformers import DynamicCache
 
         chain = self.chain

@@ -10,6 +10,7 @@ single gold choice) guides search and breaks ties; it never decides correctness.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -40,7 +41,69 @@ def flatten_tasks(task_dict: Any) -> dict[str, Any]:
 class Judgement:
     correct: bool
     score: float
-    metrics: dict[str, float]
+
+
+@functools.cache
+def task_manager(include_path: str | None = None) -> Any:
+    """One lm-eval TaskManager per include path: building one indexes every task (slow)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=include_path)
+
+
+class TaskJudges:
+    """lm-eval's task objects of a run and one ``TaskJudge`` per task.
+
+    lm-eval never hands a model its tasks; the evaluator hook attaches them
+    (``attach``) before any request runs, so judging uses the very task objects lm-eval
+    scores with. Tasks not attached (a model driven outside lm-eval's evaluator, e.g.
+    by ``verify``) are loaded by name, with a warning when a run was expected to attach.
+    """
+
+    def __init__(self, metric: str | None, filter_name: str | None,
+                 include_path: str | None = None, expect_attached: bool = True):
+        self.metric = metric
+        self.filter_name = filter_name
+        self.include_path = include_path
+        # False where loading tasks by name is the plan (verify), not a missing hook
+        self.expect_attached = expect_attached
+        self.tasks: dict[str, Any] = {}
+        self.judges: dict[str, TaskJudge] = {}
+        self.attached = False
+
+    def attach(self, task_dict: Any, check: bool = False) -> None:
+        """Take lm-eval's tasks; with ``check``, build every judge now, so a bad
+        oracle_metric or oracle_filter fails before the first search, not in it."""
+        self.tasks.update(flatten_tasks(task_dict))
+        self.attached = True
+        if check:
+            for name in flatten_tasks(task_dict):
+                self.judge(name).check_metric()
+
+    def task(self, name: str) -> Any:
+        if name not in self.tasks:
+            if self.attached:
+                logger.warning(
+                    "task %r was not among the tasks lm-eval attached; loading it by name, "
+                    "so it is judged by a task object of our own", name)
+            elif self.expect_attached:
+                logger.warning(
+                    "lm-eval's evaluator did not hand this model its tasks (the start-up "
+                    "hook is off: LM_EVAL_COLA_NO_AUTOLOAD, or no lm_eval_cola.pth); loading "
+                    "task %r by name, so it is judged by a task object of our own, which "
+                    "may differ from the one lm-eval scores with", name)
+            from lm_eval.tasks import get_task_dict
+
+            self.tasks.update(flatten_tasks(get_task_dict([name], task_manager(
+                self.include_path))))
+        if name not in self.tasks:
+            raise UserError(f"task {name!r} not found; custom tasks need include_path=<dir>")
+        return self.tasks[name]
+
+    def judge(self, name: str) -> TaskJudge:
+        if name not in self.judges:
+            self.judges[name] = TaskJudge(self.task(name), self.metric, self.filter_name)
+        return self.judges[name]
 
 
 def _metric_value(metrics: dict[str, Any], metric: str, task_name: str) -> float:
@@ -116,8 +179,15 @@ class TaskJudge:
         value = _metric_value(metrics, self.metric, self.name)
         correct = value >= 1.0 - 1e-9
         score = value + self._margin(doc, responses)
-        flat = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-        return Judgement(correct=correct, score=score, metrics=flat)
+        return Judgement(correct=correct, score=score)
+
+    def check_metric(self) -> None:
+        """Refuse a metric the task does not list (where it lists its metrics)."""
+        listed = [m["metric"] for m in (self.task.config.metric_list or []) if "metric" in m]
+        names = [n if isinstance(n, str) else getattr(n, "__name__", str(n)) for n in listed]
+        if names and self.metric not in names:
+            raise OracleError(f"oracle_metric {self.metric!r} is not a metric of task "
+                              f"{self.name!r}; allowed: {', '.join(names)}")
 
     def _margin(self, doc: dict, responses: Sequence[Any]) -> float:
         """Gold log-likelihood minus the best other choice's, squashed into (-1, 1)."""

@@ -1,37 +1,110 @@
-"""Per-sample search records: one JSON Lines record a sample, appended as soon as its
-search ends, so a run that dies loses no finished sample and can resume."""
+"""The contract between a run and its reports: one ``Record`` a searched sample.
+
+A run appends one JSON Lines record a sample as soon as its search ends, so a run that
+dies loses no finished sample and can resume. Everything a report needs (the findings,
+whether the row is an oracle, the model's display name) is written here by the run:
+reports read records and results files, never the reader's installed packages.
+
+This module imports neither torch, transformers nor lm-eval.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-from collections.abc import Iterator
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import jsonlines
 
 from lm_eval_cola.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-# Fields every complete record has; a record missing one is not complete.
-REQUIRED_FIELDS = (
-    "task", "doc_id", "doc_hash", "searcher", "settings", "seed", "full_correct", "best_chain",
-    "best_length", "best_correct", "num_layers", "evaluations", "seconds", "responses",
-)
+# 2: `schema` and `oracle` fields added; records without `schema` are version 1 and are
+# read with `oracle = searcher != "none"` (what version 1 runs meant).
+SCHEMA_VERSION = 2
 
 
 class RecordsError(UserError):
     """A records file that cannot be read or written."""
 
 
-def sample_key(record: dict[str, Any]) -> tuple[str, int]:
-    return (str(record["task"]), int(record["doc_id"]))
+@dataclass
+class Record:
+    """One searched sample. ``responses`` are the raw lm-eval answers of the best chain, in
+    the order of ``requests`` (the sample's distinct requests' arguments)."""
+
+    task: str
+    doc_id: int
+    doc_hash: str
+    model: str  # the model's display name (the embedded default model's name, or pretrained)
+    searcher: str
+    oracle: bool  # the gold answer chose the chain: accuracy is an upper bound
+    settings: dict[str, Any]
+    seed: int  # this sample's own seed
+    num_layers: int
+    full_correct: bool
+    best_chain: str
+    best_length: int
+    best_correct: bool
+    best_score: float
+    evaluations: int  # distinct chains evaluated, the full chain included
+    seconds: float  # this sample's own share of the run's search time
+    responses: list[Any]
+    request_type: str = ""  # "loglikelihood" or "generate_until"
+    requests: list[Any] = field(default_factory=list)
+    oracle_metric: str | None = None
+    oracle_filter: str | None = None
+    stopped_early: bool = False
+    correct_chains: list[str] = field(default_factory=list)  # others, best-ranked first
+    load_args: dict[str, Any] = field(default_factory=dict)  # how verify reloads the model
+    version: str = ""  # lm-eval-cola's version
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.task, self.doc_id)
+
+    @property
+    def depth_ratio(self) -> float:
+        return self.best_length / self.num_layers
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        """A record from its JSON object; ValueError naming what is missing or wrong."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        schema = int(data.get("schema", 1))
+        if schema > SCHEMA_VERSION:
+            raise ValueError(f"schema {schema} is newer than this lm-eval-cola reads "
+                             f"({SCHEMA_VERSION}); upgrade lm-eval-cola")
+        values = dict(data)
+        if schema == 1:
+            values.setdefault("oracle", values.get("searcher") != "none")
+            values.setdefault("model", "")
+            values.setdefault("best_score", float("nan"))
+            values["schema"] = SCHEMA_VERSION
+        known = {f.name for f in fields(cls)}
+        required = [f.name for f in fields(cls)
+                    if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in values]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        record = cls(**{k: v for k, v in values.items() if k in known})
+        record.doc_id = int(record.doc_id)
+        return record
 
 
-def read_records(path: str | os.PathLike, repair: bool = False) -> list[dict[str, Any]]:
+
+def sample_key(record: Record) -> tuple[str, int]:
+    return record.key
+
+
+def read_records(path: str | os.PathLike, repair: bool = False) -> list[Record]:
     """All complete records in ``path``.
 
     A torn last line (a run killed mid-write) is dropped with a warning, and cut from the
@@ -41,19 +114,15 @@ def read_records(path: str | os.PathLike, repair: bool = False) -> list[dict[str
     path = Path(path)
     if not path.exists():
         return []
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    records: list[dict[str, Any]] = []
+    lines = path.read_bytes().split(b"\n")
+    records: list[Record] = []
     offset = 0
     for number, line in enumerate(lines, start=1):
         is_last = number == len(lines) or (number == len(lines) - 1 and lines[-1] == b"")
         if line.strip():
             try:
-                record = json.loads(line)
-                missing = [f for f in REQUIRED_FIELDS if f not in record]
-                if missing:
-                    raise ValueError(f"missing {', '.join(missing)}")
-            except ValueError as err:
+                record = Record.from_json(json.loads(line))
+            except (ValueError, TypeError) as err:
                 if not is_last:
                     raise RecordsError(
                         f"corrupt records file {str(path)!r}: line {number} is not a complete "
@@ -69,10 +138,10 @@ def read_records(path: str | os.PathLike, repair: bool = False) -> list[dict[str
     return records
 
 
-def latest_per_sample(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def latest_per_sample(records: list[Record]) -> list[Record]:
     """One record a sample, the last written: a sample searched again (its doc or its
     requests changed since an earlier run into the same file) supersedes the old one."""
-    latest = {sample_key(r): r for r in records}
+    latest = {r.key: r for r in records}
     return [latest[k] for k in sorted(latest)]
 
 
@@ -81,25 +150,35 @@ class RecordWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-        except OSError as err:
-            raise RecordsError(
-                f"cannot write records to {str(self.path)!r}: {err.strerror}; "
-                "allowed: a writable folder (--output_path or records=)"
-            ) from None
-        self._writer = jsonlines.Writer(self._handle, compact=True, sort_keys=False)
+        self._handle = open_for_append(self.path)
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._writer.write(record)
+    def write(self, record: Record) -> None:
+        line = json.dumps(record.to_json(), separators=(",", ":"), ensure_ascii=False)
+        self._handle.write(line + "\n")
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
     def close(self) -> None:
-        self._writer.close()
         self._handle.close()
 
 
-def iter_record_files(directory: str | os.PathLike) -> Iterator[Path]:
-    yield from sorted(Path(directory).rglob("cola-records_*.jsonl"))
+def open_for_append(path: Path) -> Any:
+    """``path`` opened for appending, or a one-line RecordsError saying why not."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by RecordWriter
+    except OSError as err:
+        raise RecordsError(
+            f"cannot write records to {str(path)!r}: {err.strerror}; "
+            "allowed: a writable folder (--output_path or records=)"
+        ) from None
+
+
+class NullWriter:
+    """Where records go when the run keeps none (no --output_path and no records=)."""
+
+    def write(self, record: Record) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lm_eval_cola.chain import parse_chain
-from lm_eval_cola.records import latest_per_sample, read_records
+from lm_eval_cola.records import Record, latest_per_sample, read_records
 
 logger = logging.getLogger(__name__)
 
@@ -34,25 +34,23 @@ class Check:
         return self.recorded == self.reproduced
 
 
-def _instances(record: dict[str, Any], doc: dict) -> list:
+def _instances(record: Record, doc: dict) -> list:
     from lm_eval.api.instance import Instance
 
-    kind = record["request_type"]
     return [
-        Instance(request_type=kind, doc=doc, arguments=tuple(args), idx=i,
-                 metadata=(record["task"], record["doc_id"], 1))
-        for i, args in enumerate(record["requests"])
+        Instance(request_type=record.request_type, doc=doc, arguments=tuple(args), idx=i,
+                 metadata=(record.task, record.doc_id, 1))
+        for i, args in enumerate(record.requests)
     ]
 
 
-def _doc(lm: Any, record: dict[str, Any]) -> dict:
-    from lm_eval_cola.models import doc_hash
+def _doc(lm: Any, record: Record) -> dict:
+    from lm_eval_cola.compat.lm_eval_private import hash_doc
 
-    task = lm._task(record["task"])
-    doc = task.eval_docs[int(record["doc_id"])]
-    if doc_hash(doc) != record["doc_hash"]:
+    doc = lm.judges.task(record.task).eval_docs[record.doc_id]
+    if hash_doc(doc) != record.doc_hash:
         raise ValueError(
-            f"doc {record['doc_id']} of task {record['task']!r} differs from the recorded one "
+            f"doc {record.doc_id} of task {record.task!r} differs from the recorded one "
             "(doc_hash mismatch): the data changed since the run"
         )
     return doc
@@ -63,10 +61,10 @@ def verify_records(paths: Iterable[str | Path], model_args: dict[str, Any] | Non
     """Every record's best and full chain, re-run and judged again."""
     from lm_eval_cola.models import ColaHFLM
 
-    by_model: dict[str, list[dict]] = defaultdict(list)
+    by_model: dict[str, list[Record]] = defaultdict(list)
     for path in paths:
         for record in latest_per_sample(read_records(path)):
-            by_model[json.dumps(record.get("load_args", {}), sort_keys=True)].append(record)
+            by_model[json.dumps(record.load_args, sort_keys=True)].append(record)
     checks: list[Check] = []
     for load_args, records in by_model.items():
         args = {**json.loads(load_args), **(model_args or {})}
@@ -75,25 +73,25 @@ def verify_records(paths: Iterable[str | Path], model_args: dict[str, Any] | Non
             _MODELS.clear()
             _MODELS[key] = ColaHFLM(include_path=include_path, **args)
         lm = _MODELS[key]
+        lm.judges.expect_attached = False  # verify loads each record's task by name
         for record in records:
             checks.extend(_verify_one(lm, record))
     return checks
 
 
-def _verify_one(lm: Any, record: dict[str, Any]) -> list[Check]:
+def _verify_one(lm: Any, record: Record) -> list[Check]:
     from lm_eval_cola.oracle import TaskJudge
 
-    judge = TaskJudge(lm._task(record["task"]), record.get("oracle_metric"),
-                      record.get("oracle_filter"))
+    judge = TaskJudge(lm.judges.task(record.task), record.oracle_metric, record.oracle_filter)
     doc = _doc(lm, record)
     requests = _instances(record, doc)
     checks = []
     full = f"0-{lm.num_layers - 1}"
-    for what, chain_text, recorded in (("best", record["best_chain"], record["best_correct"]),
-                                       ("full", full, record["full_correct"])):
+    for what, chain_text, recorded in ((("best", record.best_chain, record.best_correct),
+                                        ("full", full, record.full_correct))):
         chain = parse_chain(chain_text, lm.num_layers, lm.max_chain_length)
-        responses = lm._run_chain(record["request_type"], requests, chain)
+        responses = lm.runner.run(record.request_type, requests, chain)
         reproduced = judge.judge(doc, responses).correct
-        checks.append(Check(record["task"], int(record["doc_id"]), what, chain_text,
-                            bool(recorded), reproduced))
+        checks.append(Check(record.task, record.doc_id, what, chain_text, bool(recorded),
+                            reproduced))
     return checks

@@ -1,8 +1,44 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the test tiers.
+
+Every test is in one tier, so a tier runs alone (`pytest -m quick`, `-m tiny`, `-m real`):
+- quick: no model at all (chain syntax, searchers on fake evaluators, scheduler, records,
+  reports from fixture files, compatibility checks);
+- tiny: tiny random models built here (every architecture, the lm-eval models end to end);
+- real: the embedded SmolLM2-135M model and the local benchmark data.
+A test file's tier is its default below; a test marked with a tier keeps its own.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+TIERS = ("quick", "tiny", "real")
+FILE_TIERS = {
+    "test_engine.py": "tiny",
+    "test_fast.py": "tiny",
+    "test_fast_generate.py": "tiny",
+    "test_models.py": "tiny",
+    "test_bad_input.py": "tiny",
+    "test_resume.py": "tiny",
+    "test_distributed.py": "tiny",
+    "test_golden.py": "tiny",
+    "test_registration.py": "tiny",
+    "test_real_model.py": "real",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for tier in TIERS:
+        config.addinivalue_line("markers", f"{tier}: the {tier} test tier (see tests/conftest.py)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            tier = FILE_TIERS.get(Path(str(item.fspath)).name, "quick")
+            item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")

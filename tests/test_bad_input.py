@@ -68,15 +68,75 @@ def model(tiny_dir: str, records: Path, cls: str = "ColaHFLM", **args):
         ({"c": 2}, ["'c'", "needs a searcher"]),
         ({"searcher": "mcts", "chain": "0-2"}, ["'0-2'", "searches start from the full chain"]),
         ({"searcher": "mcts", "search_batch": 0}, ["search_batch 0", "allowed: an integer >= 1"]),
+        ({"max_chain_length": 0}, ["max_chain_length 0", "allowed: an integer >= 1"]),
+        ({"chain": ""}, ["empty chain=", "identity"]),
     ],
     ids=["malformed-chain", "layer-out-of-range", "empty-chain", "chain-over-cap",
          "unknown-searcher", "zero-budget", "negative-budget", "setting-of-other-searcher",
-         "setting-without-searcher", "chain-with-searcher", "zero-search-batch"],
+         "setting-without-searcher", "chain-with-searcher", "zero-search-batch",
+         "zero-max-chain-length", "empty-chain-arg"],
 )
 def test_bad_model_args(tiny_llama_dir, records, args, needles):
     before = records.read_bytes()
     expect_error(lambda: model(tiny_llama_dir, records, **args), *needles)
     assert records.read_bytes() == before
+
+
+def test_settings_are_refused_before_the_model_loads(monkeypatch, records):
+    """Anything checkable without the model fails without loading it."""
+    from lm_eval.models.huggingface import HFLM
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the bad setting was refused")
+
+    monkeypatch.setattr(HFLM, "__init__", no_loading)
+    for args in ({"max_chain_length": 0}, {"chain": ""}, {"searcher": "mcts", "budget": 0}):
+        with pytest.raises(UserError):
+            model("/nowhere", records, **args)
+    # records under a path that is a file: refused before loading, naming the path
+    unwritable = records / "out" / "records.jsonl"
+    expect_error(lambda: model("/nowhere", unwritable, searcher="mcts"), repr(str(unwritable)),
+                 "allowed: a file path in a writable folder")
+
+
+def test_missing_pretrained_folder_is_one_line(tmp_path, records):
+    missing = str(tmp_path / "no" / "such" / "dir")
+    expect_error(lambda: model(missing, records), repr(missing), "does not exist",
+                 "allowed: a local model folder")
+
+
+def test_random_searcher_leaves_batch_size_to_lm_eval(tiny_llama_dir, tmp_path):
+    """lm-eval always passes batch_size (-b 8); the random searcher once took it."""
+    from lm_eval_cola import models
+
+    eight = models.ColaRandom(pretrained=tiny_llama_dir, batch_size=8, budget=5,
+                              records=str(tmp_path / "a.jsonl"))
+    one = models.ColaRandom(pretrained=tiny_llama_dir, budget=5,
+                            records=str(tmp_path / "b.jsonl"))
+    assert eight.batch_size_per_gpu == 8
+    assert "batch_size" not in eight.searcher.settings.__dataclass_fields__
+    assert eight.run_facts().config_hash() == one.run_facts().config_hash()
+
+
+def test_bad_oracle_metric_fails_when_tasks_attach_before_any_search(tiny_llama_dir, records):
+    task = _arc_task("metric_arc")
+    lm = model(tiny_llama_dir, records, searcher="mcts", budget=2, oracle_metric="accc")
+    expect_error(lambda: lm.attach_tasks({"metric_arc": task}), "'accc'", "metric_arc",
+                 "allowed: acc")
+
+
+@pytest.mark.parametrize("attach", [True, False])
+def test_unattached_task_warns_loudly(tiny_llama_dir, records, caplog, monkeypatch, attach):
+    """A task the evaluator hook did not attach is judged by a task object of our own:
+    never silently."""
+    monkeypatch.setenv("COLA_DATA_DIR", cli.DATA_DIR)
+    lm = model(tiny_llama_dir, records, searcher="mcts", budget=2)
+    if attach:
+        lm.attach_tasks({"attached_arc": _arc_task("attached_arc")})
+    with caplog.at_level("WARNING"):
+        lm.judges.task("arc_easy")
+    needle = "not among the tasks lm-eval attached" if attach else "did not hand this model"
+    assert any(needle in r.getMessage() for r in caplog.records)
 
 
 def test_unknown_searcher_setting(tiny_llama_dir, records):
@@ -106,7 +166,7 @@ def test_unsupported_architecture(tmp_path, records):
 def _arc_task(name: str, **overrides):
     from lm_eval.api.task import ConfigurableTask
 
-    import lm_eval_cola.local_tasks as local
+    import lm_eval_cola.compat.local_data as local
 
     local.install()
     config = {

@@ -37,11 +37,11 @@ def test_two_cpu_ranks_equal_one_process(tiny_llama_dir, tmp_path):
     assert sorted(results["config"]["cola_records_files"]) == [str(p) for p in files]
 
     # The leaderboard reads every rank's records, each sample once.
-    from lm_eval_cola.leaderboard import build_board
+    from lm_eval_cola.reports import build_board
 
     board = build_board([output])
     assert [len(row.records) for row in board.rows] == [cli.LIMIT]
-    assert board.rows[0].task_summaries[cli.TASK]["samples"] == cli.LIMIT
+    assert board.rows[0].task_summaries[cli.TASK].samples == cli.LIMIT
 
 
 def test_compare_with_two_processes_equals_one_process(tiny_llama_dir, tmp_path):

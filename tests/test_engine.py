@@ -8,8 +8,8 @@ import pytest
 import torch
 import transformers as T
 
+from lm_eval_cola import architectures
 from lm_eval_cola.engine import (
-    SUPPORTED_ARCHITECTURES,
     UnsupportedArchitectureError,
     chain_applied,
     find_layers,
@@ -38,7 +38,7 @@ def materialized(model: torch.nn.Module, chain: tuple[int, ...]) -> torch.nn.Mod
 
 
 def test_every_supported_architecture_has_a_tiny_model():
-    assert set(SUPPORTED_ARCHITECTURES) == set(ARCHITECTURES)
+    assert set(architectures.supported()) == set(ARCHITECTURES)
 
 
 @pytest.mark.parametrize("kind", ARCHITECTURES)
@@ -100,3 +100,90 @@ def test_unsupported_architecture_lists_the_supported_ones():
     model = T.AutoModelForCausalLM.from_config(config)
     with pytest.raises(UnsupportedArchitectureError, match="'gpt2'.*supported: gemma"):
         find_layers(model)
+
+
+# ------------------------------------------------------------------ architectures.yaml
+
+
+def test_unsupported_architecture_error_from_the_config_alone():
+    with pytest.raises(UnsupportedArchitectureError, match="'gpt2'.*supported: gemma.*qwen3_moe"):
+        architectures.of_config(T.GPT2Config())
+
+
+@pytest.mark.parametrize("kind", ARCHITECTURES)
+def test_architecture_data_matches_transformers(kind):
+    """The data file names exactly the modules that hold layer_idx (a module it missed
+    would share one cache slot between chain positions), and a cache keyword each forward
+    takes."""
+    import inspect
+
+    model = tiny_model(kind)
+    arch = architectures.get(kind)
+    layer = find_layers(model).layers[0]
+    holders = {name for name, module in layer.named_modules() if hasattr(module, "layer_idx")}
+    assert holders == set(arch.layer_idx), kind
+    assert arch.cache_keyword(model.forward) in inspect.signature(model.forward).parameters
+    layer_parameters = inspect.signature(layer.forward).parameters
+    assert set(arch.layer_cache_keywords) & set(layer_parameters), kind
+    assert getattr(model.config, arch.layer_count) == 4
+
+
+WINDOWS = {"mistral": 4, "qwen2": 4, "gemma2": 4, "gemma3_text": 4}
+
+
+@pytest.mark.parametrize("kind", ARCHITECTURES)
+def test_sliding_window_from_the_data(kind):
+    assert architectures.get(kind).window(tiny_configs()[kind]) == WINDOWS.get(kind), kind
+
+
+def test_sliding_window_switch_and_layer_types_turn_it_off():
+    qwen2 = architectures.get("qwen2")
+    config = tiny_configs()["qwen2"]
+    assert qwen2.window(config) == 4
+    config.layer_types = ["full_attention"] * 4  # no layer uses the window
+    assert qwen2.window(config) is None
+    config = T.Qwen2Config(use_sliding_window=False, sliding_window=4)
+    assert qwen2.window(config) is None
+
+
+def test_layer_idx_data_that_does_not_match_is_refused(monkeypatch):
+    import dataclasses
+
+    table = dict(architectures.load())
+    table["llama"] = dataclasses.replace(table["llama"], layer_idx=("mlp",))
+    monkeypatch.setattr(architectures, "load", lambda path=None: table)
+    with pytest.raises(UnsupportedArchitectureError, match="llama.*mlp.layer_idx"):
+        find_layers(tiny_model("llama"))
+
+
+BASE_ENTRY = "architectures:\n  toy:\n    layers: model.layers\n    layer_idx: [self_attn]\n"
+DEFAULTS = ("defaults:\n  layer_count: num_hidden_layers\n  layer_types: layer_types\n"
+            "  sliding_window: null\n  sliding_switch: null\n  cache_keywords: [cache]\n"
+            "  layer_cache_keywords: [cache]\n  layer_output: probe\n")
+
+
+def test_architecture_file_parses_with_defaults():
+    toy = architectures.parse(DEFAULTS + BASE_ENTRY)["toy"]
+    assert toy.layers_path == ("model", "layers") and toy.layer_idx == ("self_attn",)
+    assert toy.layer_output == "probe" and toy.cache_keywords == ("cache",)
+
+
+@pytest.mark.parametrize("text, message", [
+    (DEFAULTS + BASE_ENTRY + "    layer_outputs: tensor\n", "unknown field 'layer_outputs'"),
+    (DEFAULTS + BASE_ENTRY + "    layer_output: list\n", "layer_output must be one of"),
+    (DEFAULTS + BASE_ENTRY + "    layers: model..layers\n", "layers must be an attribute path"),
+    (DEFAULTS + BASE_ENTRY + "    layer_idx: 3\n", "layer_idx must be a list of strings"),
+    (BASE_ENTRY, "missing field"),
+    ("architectures: [llama]\n", "needs a mapping"),
+    ("architectures: {a: 1\n", "not valid YAML"),
+])
+def test_bad_architecture_file_names_the_entry_and_field(text, message):
+    with pytest.raises(architectures.ArchitectureDataError, match=message) as err:
+        architectures.parse(text, "arch.yaml")
+    assert str(err.value).startswith("arch.yaml")
+
+
+def test_the_data_file_ships_inside_the_package():
+    from importlib import resources
+
+    assert resources.files("lm_eval_cola").joinpath(architectures.DATA_FILE).is_file()

@@ -118,3 +118,26 @@ def test_pack_shares_the_context_once():
     # The shared prefix is the whole 9-token context; the last request adds nothing to it.
     assert int((sample.segments == 0).sum()) == 9
     assert int(sample.segments.max()) == 3
+
+
+@pytest.mark.parametrize("pinned", ["tensor", "tuple"])
+def test_pinned_layer_output_is_used_and_checked(monkeypatch, pinned):
+    """architectures.yaml may pin what layers return instead of `probe`: the right value
+    scores as before, a wrong one stops with an error naming the data file."""
+    import dataclasses
+
+    from lm_eval_cola import architectures
+
+    table = dict(architectures.load())
+    table["llama"] = dataclasses.replace(table["llama"], layer_output=pinned)
+    monkeypatch.setattr(architectures, "load", lambda path=None: table)
+    model = tiny_model("llama")
+    pairs = sample_pairs(0)
+    scorer = SampleScorer(model, pack(pairs, max_length=256), torch.device("cpu"))
+    if pinned == "tuple":  # transformers 5 layers return the tensor
+        with pytest.raises(RuntimeError, match="architectures.yaml.*llama.*layer_output"):
+            scorer(CHAINS[1])
+        return
+    fast, plain = scorer(CHAINS[1]), plain_scores(model, pairs, CHAINS[1])
+    assert [g for _, g in fast] == [g for _, g in plain]
+    assert [x for x, _ in fast] == pytest.approx([x for x, _ in plain], abs=1e-4)

@@ -2,21 +2,27 @@
 
 The fixture runs are real: ``compare`` runs lm-eval's own evaluator once per variant (none,
 random, greedy, mcts and a fixed chain) and once more for a plain ``hf`` baseline in another
-folder. Every number the tests expect is read back from those runs' files.
+folder. Every number the tests expect is read back from those runs' files. Every test here
+needs those model runs; the same rules are checked on fixture files, without a model, in
+``tests/test_reports*.py``.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+
+from tests.reports_browser import Browser, find_browser, page_url
+from tests.test_reports_render import PageParser
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("COLA_DATA_DIR"), reason="needs COLA_DATA_DIR (local benchmark data)"
@@ -34,12 +40,17 @@ EVAL = {"num_fewshot": 0, "gen_kwargs": "max_gen_toks=8"}
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+def counts(summary):
+    """A summary without its time: results files keep the total to 3 decimals only."""
+    return dataclasses.replace(summary, total_ticks=0)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def hooks_installed():
     # The .pth start-up hook does this when the package is installed; be explicit here.
-    from lm_eval_cola import hooks, local_tasks
+    from lm_eval_cola.compat import hooks, local_data
 
-    local_tasks.install()
+    local_data.install()
     hooks.install_evaluator_hook()
     import lm_eval_cola.models  # noqa: F401
 
@@ -152,7 +163,7 @@ def test_compare_rejects_bad_variants(tmp_path):
 
 
 def test_table_numbers_equal_those_in_the_inputs(runs):
-    from lm_eval_cola.leaderboard import build_board
+    from lm_eval_cola.reports import build_board
     from lm_eval_cola.summary import Summary
 
     board = build_board([runs["cmp"], runs["base"]])
@@ -171,8 +182,10 @@ def test_table_numbers_equal_those_in_the_inputs(runs):
         assert row.wall_seconds == pytest.approx(float(data["total_evaluation_time_seconds"]),
                                                  abs=1e-3)
         config = data["config"]
+        assert row.oracle == config.get("cola_oracle", False)
         if row.kind == "search":
             summary = config["cola_summary"]
+            assert row.summary == Summary.from_dict(summary)  # exact, as the run wrote it
             # searcher none searched nothing: the table shows no finding for it
             for key in ("shorter_when_right", "fixed_when_wrong"):
                 assert getattr(row, key) == (summary[key] if row.variant != "none" else None)
@@ -180,22 +193,27 @@ def test_table_numbers_equal_those_in_the_inputs(runs):
             assert row.evaluations == summary["mean_evaluations"]
             # the records give the same findings, and the per-task ones
             assert len(row.records) == LIMIT * len(TASKS)
-            again = Summary.from_records(row.records).as_dict()
+            again = Summary.from_records(row.records)
+            assert counts(again) == counts(row.summary)
             for key in ("shorter_when_right", "fixed_when_wrong", "mean_depth_ratio",
                         "mean_evaluations", "samples"):
-                assert again[key] == summary[key]
+                assert again.as_dict()[key] == summary[key]
             for task in TASKS:
-                mine = [r for r in row.records if r["task"] == task]
-                assert row.task_summaries[task] == Summary.from_records(mine).as_dict()
+                mine = [r for r in row.records if r.task == task]
+                assert row.task_summaries[task] == Summary.from_records(mine)
         else:
             assert row.depth_ratio == config.get("cola_depth_ratio", 1.0)
             assert row.evaluations == 1.0 and row.summary is None
-    averages = [r.average for r in board.rows]
-    assert averages == sorted(averages, reverse=True)
+    # deployable rows first, then oracle rows: each group ranked by its own average
+    assert board.rows == board.deployable + board.oracles
+    for group in (board.deployable, board.oracles):
+        averages = [r.average for r in group]
+        assert averages == sorted(averages, reverse=True)
 
 
 def test_mixed_hf_and_cola_rows(runs):
-    from lm_eval_cola.leaderboard import build_board, to_markdown
+    from lm_eval_cola.reports import build_board, to_markdown
+    from lm_eval_cola.reports.render import ORACLE_HEADING
 
     board = build_board([runs["base"], runs["cmp"]])
     kinds = {r.variant: (r.kind, r.oracle, r.lm_eval_model) for r in board.rows}
@@ -206,13 +224,15 @@ def test_mixed_hf_and_cola_rows(runs):
     }
     assert len({r.model for r in board.rows}) == 1  # one model, whichever its lm-eval model
     lines = to_markdown(board).splitlines()
+    oracle_from = lines.index(f"### {ORACLE_HEADING}")
     for row in board.rows:
-        (line,) = [ln for ln in lines if ln.startswith(f"| {row.model} | {row.variant} |")]
-        assert (" | oracle | " in line) == row.oracle
+        (number,) = [n for n, ln in enumerate(lines)
+                     if ln.startswith(f"| {row.model} | {row.variant} |")]
+        assert (number > oracle_from) == row.oracle  # oracle rows only in their own table
 
 
 def test_outputs_csv_markdown_html_and_plots(runs, tmp_path):
-    from lm_eval_cola.leaderboard import build_board, fmt_score, write_board
+    from lm_eval_cola.reports import build_board, fmt_score, write_board
 
     board = build_board([runs["cmp"], runs["base"]])
     paths = write_board(board, tmp_path / "board")
@@ -250,54 +270,27 @@ def test_outputs_csv_markdown_html_and_plots(runs, tmp_path):
     assert parser.external == [], "the page must not load anything"
     assert len(parser.images) == len(paths["plots"])
     for image in parser.images:
-        import base64
-
         assert base64.b64decode(image.removeprefix("data:image/png;base64,")).startswith(PNG)
     assert parser.scripts == 1 and parser.tables >= 1
     assert parser.body_rows >= len(board.rows)
-    check_renders(paths["html"], tmp_path)
+    check_renders(paths, board)
 
 
-class PageParser(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.external, self.images = [], []
-        self.scripts = self.tables = self.body_rows = 0
-        self._in_body = False
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "img":
-            self.images.append(attrs.get("src", ""))
-            if not attrs.get("src", "").startswith("data:image/png;base64,"):
-                self.external.append(attrs.get("src"))
-        elif tag in ("script", "link", "iframe"):
-            self.scripts += tag == "script"
-            if attrs.get("src") or attrs.get("href"):
-                self.external.append(attrs.get("src") or attrs.get("href"))
-        elif tag == "table":
-            self.tables += 1
-        elif tag == "tbody":
-            self._in_body = True
-        elif tag == "tr" and self._in_body:
-            self.body_rows += 1
-
-    def handle_endtag(self, tag):
-        if tag == "tbody":
-            self._in_body = False
-
-
-def check_renders(page: Path, tmp_path: Path) -> None:
-    """Render the page in headless Chromium when one is installed."""
-    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
-                    if shutil.which(b)), None)
-    if browser is None:
+def check_renders(paths: dict, board) -> None:
+    """The page in headless Chromium, when one is installed (``test_reports_browser.py``
+    checks sorting on fixture runs): every row drawn, every plot loaded."""
+    executable = find_browser()
+    if executable is None:
         return
-    shot = tmp_path / "page.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
-                    f"--screenshot={shot}", "--window-size=1400,1000", page.as_uri()],
-                   capture_output=True, timeout=60, check=False)
-    assert shot.is_file() and shot.read_bytes().startswith(PNG)
+    with Browser(executable) as browser:
+        browser.open(page_url(paths["html"]))
+        drawn = browser.evaluate(
+            "Array.from(document.querySelectorAll('#board tbody tr, #oracle-board tbody tr'))"
+            ".filter(function (r) { return r.getBoundingClientRect().height > 0; }).length")
+        assert drawn == len(board.rows)
+        widths = browser.evaluate("Array.from(document.images).map(i => i.naturalWidth)")
+        assert len(widths) == len(paths["plots"]) and all(w > 0 for w in widths)
+        assert browser.console_errors() == []
 
 
 # ---------------------------------------------------------------------------- bad inputs
@@ -341,7 +334,8 @@ def test_missing_and_malformed_dirs_error_and_the_others_still_make_a_table(runs
 
 
 def test_corrupt_records_warn_and_keep_the_row(runs, tmp_path):
-    from lm_eval_cola.leaderboard import build_board
+    from lm_eval_cola.reports import build_board
+    from lm_eval_cola.summary import Summary
 
     copy = tmp_path / "mcts"
     shutil.copytree(runs["cmp"] / "mcts", copy)
@@ -351,12 +345,13 @@ def test_corrupt_records_warn_and_keep_the_row(runs, tmp_path):
     board = build_board([copy])
     (row,) = board.rows
     assert any("corrupt records file" in w for w in board.warnings)
-    assert row.summary == source_of(row)["config"]["cola_summary"] and row.records == []
+    assert row.summary == Summary.from_dict(source_of(row)["config"]["cola_summary"])
+    assert row.records == []
 
 
 def test_files_of_one_run_with_disjoint_tasks_merge_into_one_row(runs, tmp_path):
     """A run split over two results files (one task each) gives the row of the whole run."""
-    from lm_eval_cola.leaderboard import build_board, combine_summaries
+    from lm_eval_cola.reports import build_board, combine_summaries
     from lm_eval_cola.summary import Summary
 
     whole = build_board([runs["cmp"] / "mcts"]).rows[0]
@@ -370,30 +365,42 @@ def test_files_of_one_run_with_disjoint_tasks_merge_into_one_row(runs, tmp_path)
         part["results"] = {task: data["results"][task]}
         part["n-samples"] = {task: data["n-samples"][task]}
         part["date"] = data["date"] + number
-        mine = [r for r in whole.records if r["task"] == task]
+        mine = [r for r in whole.records if r.task == task]
         part["config"]["cola_summary"] = Summary.from_records(mine).as_dict()
         part["config"]["cola_records"] = str(folder / Path(data["config"]["cola_records"]).name)
         (folder / f"results_{number}.json").write_text(json.dumps(part))
     (row,) = build_board([tmp_path / "split"]).rows
     assert row.scores == whole.scores
-    assert row.summary == whole.summary  # recounted from the records
-    # without the records: the two files' counts add up to the same findings
-    parts = [load(p)["config"]["cola_summary"] for p in sorted(folder.glob("results_*.json"))]
-    combined = combine_summaries(parts)
-    for key in ("samples", "full_chain_right", "right_with_shorter_chain", "full_chain_wrong",
-                "wrong_fixed_by_some_chain", "shorter_when_right", "fixed_when_wrong",
-                "oracle_accuracy", "full_chain_accuracy"):
-        assert combined[key] == whole.summary[key]
-    for key in ("mean_depth_ratio", "mean_evaluations"):
-        assert combined[key] == pytest.approx(whole.summary[key], abs=2e-4)
+    assert counts(row.summary) == counts(whole.summary)  # the files' exact counts, merged
+    assert counts(Summary.from_records(row.records)) == counts(whole.summary)
     for record_file in folder.glob("cola-records_*.jsonl"):
         record_file.unlink()
     (row,) = build_board([tmp_path / "split"]).rows
-    assert row.summary == combined
+    assert counts(row.summary) == counts(whole.summary) and row.records == []
+    # files written before summaries had exact sums, and no records: the two files'
+    # counts and rounded means add up to the same findings
+    old = ("oracle", "num_layers", "total_best_length", "total_evaluations", "oracle_correct")
+    parts = []
+    for path in sorted(folder.glob("results_*.json")):
+        data = load(path)
+        for key in old:
+            data["config"]["cola_summary"].pop(key)
+        path.write_text(json.dumps(data))
+        parts.append(data["config"]["cola_summary"])
+    combined = combine_summaries(parts)
+    expected = whole.findings
+    for key in ("samples", "full_chain_right", "right_with_shorter_chain", "full_chain_wrong",
+                "wrong_fixed_by_some_chain", "shorter_when_right", "fixed_when_wrong",
+                "oracle_accuracy", "full_chain_accuracy"):
+        assert combined[key] == expected[key]
+    for key in ("mean_depth_ratio", "mean_evaluations"):
+        assert combined[key] == pytest.approx(expected[key], abs=2e-4)
+    (row,) = build_board([tmp_path / "split"]).rows
+    assert row.summary is None and row.legacy_summary == combined
 
 
 def test_the_table_rebuilds_from_moved_files_without_torch_or_lm_eval(runs, tmp_path):
-    from lm_eval_cola.leaderboard import build_board, to_markdown
+    from lm_eval_cola.reports import build_board, to_markdown
 
     moved = tmp_path / "moved"
     shutil.copytree(runs["cmp"], moved)

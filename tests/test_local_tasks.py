@@ -1,4 +1,4 @@
-"""Tests for lm_eval_cola.local_tasks: lm-eval tasks read COLA_DATA_DIR instead of the hub.
+"""Tests for lm_eval_cola.compat.local_data: lm-eval tasks read COLA_DATA_DIR instead of the hub.
 
 Mechanism under test: ``install()`` wraps ``ConfigurableTask.download``; with ``COLA_DATA_DIR``
 set, a task's hub ``dataset_path``/``dataset_name`` map to ``<root>/<name>/<config>/<split>.jsonl``
@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:  # the package may not be installed in the venv
 datasets = pytest.importorskip("datasets")
 lm_eval_tasks = pytest.importorskip("lm_eval.tasks")
 ConfigurableTask = pytest.importorskip("lm_eval.api.task").ConfigurableTask
-local_tasks = pytest.importorskip("lm_eval_cola.local_tasks")
+local_tasks = pytest.importorskip("lm_eval_cola.compat.local_data")
 ENV_VAR = local_tasks.ENV_VAR
 LocalDataMissingError = local_tasks.LocalDataMissingError
 candidate_dirs = local_tasks.candidate_dirs
@@ -88,7 +88,7 @@ def cli_run(tmp_path_factory):
     root = _real_root()
     out = tmp_path_factory.mktemp("cli")
     script = (
-        "import sys, lm_eval_cola.local_tasks as t; t.install(); "
+        "import sys, lm_eval_cola.compat.local_data as t; t.install(); "
         "from lm_eval.__main__ import cli_evaluate; "
         f"sys.argv = ['lm_eval', '--model', 'dummy', '--tasks', 'arc_challenge', '--limit', '3', "
         f"'--output_path', {str(out)!r}, '--log_samples']; cli_evaluate()"

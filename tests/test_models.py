@@ -22,9 +22,9 @@ def tiny_dir(tmp_path_factory):
 @pytest.fixture(scope="module", autouse=True)
 def hooks_installed():
     # The .pth start-up hook does this when the package is installed; be explicit here.
-    from lm_eval_cola import hooks, local_tasks
+    from lm_eval_cola.compat import hooks, local_data
 
-    local_tasks.install()
+    local_data.install()
     hooks.install_evaluator_hook()
     import lm_eval_cola.models  # noqa: F401
 
@@ -106,7 +106,7 @@ def test_samples_side_by_side_give_the_records_of_one_at_a_time(tiny_dir, tmp_pa
         sizes.append(len(jobs))
         return score_many(model, jobs)
 
-    monkeypatch.setattr("lm_eval_cola.models.score_many", counted)
+    monkeypatch.setattr("lm_eval_cola.runner.score_many", counted)
     runs = {}
     for width in (1, 4):
         records = tmp_path / f"records_{width}.jsonl"
@@ -137,15 +137,15 @@ def test_a_changed_doc_is_searched_again_and_its_new_record_supersedes(tiny_dir,
                  best_correct=not first[0]["best_correct"])
     records.write_text("\n".join(json.dumps(r) for r in (stale, first[1])) + "\n")
 
-    with caplog.at_level("WARNING", logger="lm_eval_cola.models"):
+    with caplog.at_level("WARNING", logger="lm_eval_cola.search"):
         evaluate("cola_mcts", args, limit=2)
     assert "doc 0 changed since its record was written" in caplog.text
     rows = read_jsonl(records)
     assert [r["doc_id"] for r in rows] == [0, 1, 0]  # doc 1 resumed, doc 0 searched again
     latest = latest_per_sample(read_records(records))
-    assert [r["doc_id"] for r in latest] == [0, 1]
-    assert latest[0]["doc_hash"] == first[0]["doc_hash"]
-    assert latest[0]["best_chain"] == first[0]["best_chain"]  # same seed, same search
+    assert [r.doc_id for r in latest] == [0, 1]
+    assert latest[0].doc_hash == first[0]["doc_hash"]
+    assert latest[0].best_chain == first[0]["best_chain"]  # same seed, same search
     assert all(c.ok for c in verify_records([records], {"device": "cpu"}))
 
 

@@ -17,10 +17,10 @@ def smollm():
     """The embedded model, loaded once and shared by `hf` and `cola_*` (same weights)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lm_eval_cola import hooks, local_tasks
+    from lm_eval_cola.compat import hooks, local_data
     from lm_eval_cola.default_model import DefaultModelMissingError, default_model, prepare
 
-    local_tasks.install()
+    local_data.install()
     hooks.install_evaluator_hook()
     import lm_eval_cola.models  # noqa: F401  (the start-up hook does this once installed)
 

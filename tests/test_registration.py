@@ -1,9 +1,10 @@
 """Our models are found by lm-eval without any import by the user.
 
 The installed ``lm_eval_cola.pth`` imports ``lm_eval_cola._autoload`` at interpreter start; that
-module waits for ``lm_eval.api.registry`` to be imported and then registers the built-in models
-and ``cola_*`` placeholders. These tests run fresh interpreters (subprocesses), since the hook
-acts at start-up, so they need the package installed (``pip install -e .`` or ``pip install .``).
+module waits for ``lm_eval.api.registry`` to be imported and then (through
+``lm_eval_cola.compat.registration``) registers the built-in models and ``cola_*`` placeholders.
+These tests run fresh interpreters (subprocesses), since the hook acts at start-up, so they
+need the package installed (``pip install -e .`` or ``pip install .``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from lm_eval_cola import _autoload
+from lm_eval_cola.compat import registration
 
 HEAVY = ("torch", "transformers", "lm_eval")
 NOT_INSTALLED = (
@@ -116,10 +118,10 @@ print(json.dumps(out))
 def test_get_model_finds_builtin_and_cola_models(tmp_path):
     out = _json_of(_python(_REGISTRY_PROBE, tmp_path))
     assert out["hf"] == "lm_eval.models.huggingface:HFLM", "the built-in models were hidden"
-    assert sorted(out["cola"]) == sorted(_autoload.MODELS), (
+    assert sorted(out["cola"]) == sorted(registration.MODELS), (
         f"cola_* models are not registered ({NOT_INSTALLED}): {out['cola']}"
     )
-    for alias, target in _autoload.MODELS.items():
+    for alias, target in registration.MODELS.items():
         got = out["cola"][alias]
         assert got["class"] == target, (
             f"get_model({alias!r}) resolved to {got['class']}, expected {target} "
@@ -130,14 +132,15 @@ def test_get_model_finds_builtin_and_cola_models(tmp_path):
 
 def test_placeholders_name_the_classes_module():
     """lm-eval upgrades a placeholder only if it equals f"{cls.__module__}:{cls.__name__}"."""
-    for alias, target in _autoload.MODELS.items():
+    for alias, target in registration.MODELS.items():
         module, _, name = target.partition(":")
         try:
             cls = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError) as exc:
             pytest.fail(f"{alias}: {target} does not exist yet ({exc!r})")
         assert f"{cls.__module__}:{cls.__name__}" == target, (
-            f"{alias}: class is {cls.__module__}:{cls.__name__}; update _autoload.MODELS"
+            f"{alias}: class is {cls.__module__}:{cls.__name__}; "
+            "update MODELS in lm_eval_cola/compat/registration.py"
         )
 
 

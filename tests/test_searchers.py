@@ -1,164 +1,32 @@
 """Searchers against fake evaluators whose right answers are known."""
 
-import math
 import random
-from collections.abc import Callable
 
 import pytest
 
 from lm_eval_cola.searchers import (
     SEARCHERS,
-    BudgetExhausted,
-    Chain,
-    ChainEvaluator,
-    Outcome,
+    Ledger,
     Searcher,
-    SearchResult,
     get_searcher,
-    pick_best,
     register_searcher,
     searcher_names,
 )
 from lm_eval_cola.searchers.base import neighbours
-
-L = 8
-FULL = tuple(range(L))
-PLANTED_REPEAT = (0, 1, 2, 2, 3, 4, 5, 6, 7)
-SEARCHING = ["mcts", "greedy", "random"]
-
-
-class Fake:
-    """A raw evaluate function with a known answer that logs every call it gets."""
-
-    def __init__(self, correct: Callable[[Chain], bool], score: Callable[[Chain], float]):
-        self.correct = correct
-        self.score = score
-        self.calls: list[Chain] = []
-        self.batches: list[int] = []
-
-    def __call__(self, chain: Chain) -> Outcome:
-        self.calls.append(chain)
-        return Outcome(self.correct(chain), self.score(chain))
-
-    def many(self, chains: list[Chain]) -> list[Outcome]:
-        self.batches.append(len(chains))
-        return [self(c) for c in chains]
-
-
-def skip3_keep5() -> Fake:
-    """Full chain wrong; right iff layer 3 is skipped and layer 5 kept. Shortest: (5,)."""
-    return Fake(lambda c: 3 not in c and 5 in c, lambda c: -len(c) / L + 0.01 * c.count(5))
-
-
-def needs_146() -> Fake:
-    """Full chain right; monotone: right iff layers 1, 4 and 6 are all in. Shortest: (1, 4, 6)."""
-    return Fake(lambda c: {1, 4, 6} <= set(c), lambda c: -len(c) + 0.01 * sum(c))
-
-
-def repeat2() -> Fake:
-    """Full chain wrong; only the full chain with layer 2 repeated once is right."""
-    return Fake(lambda c: c == PLANTED_REPEAT, lambda c: c.count(2) - 0.1 * abs(len(c) - L))
-
-
-def never() -> Fake:
-    return Fake(lambda c: False, lambda c: -sum(c) / 100)
-
-
-def run(name: str, fake: Fake, seed: int = 0, batched: bool = False, **settings):
-    searcher = get_searcher(name, **settings)
-    evaluator = searcher.make_evaluator(fake, L, fake.many if batched else None)
-    result = searcher.search(evaluator, seed)
-    return result, evaluator
-
-
-def check_invariants(result: SearchResult, evaluator: ChainEvaluator, fake: Fake) -> None:
-    assert fake.calls[0] == FULL  # the root is always evaluated first
-    assert len(fake.calls) == len(set(fake.calls)) == evaluator.evaluations
-    assert result.evaluations == evaluator.evaluations <= evaluator.budget
-    assert result.full_correct == fake.correct(FULL)
-    for chain in [result.best_chain, *result.correct_chains]:
-        assert chain in fake.calls
-    for chain in result.correct_chains:
-        assert fake.correct(chain)
-    assert result.best_chain not in result.correct_chains
-    assert len(set(result.correct_chains)) == len(result.correct_chains)
-    assert result.best_outcome == evaluator.seen[result.best_chain]
-    best, others = pick_best(evaluator.seen, FULL)
-    assert result.best_chain == best
-    assert result.correct_chains == others[: len(result.correct_chains)]
-
-
-# --- the evaluator -----------------------------------------------------------------------
-
-
-def test_evaluator_memoizes_and_counts():
-    fake = never()
-    ev = ChainEvaluator(fake, L, budget=3)
-    assert ev((0, 1)) is ev((0, 1))
-    ev([0, 1])  # any sequence is the same chain
-    assert fake.calls == [(0, 1)] and ev.evaluations == 1 and ev.remaining == 2
-    ev((2,))
-    ev((3,))
-    with pytest.raises(BudgetExhausted):
-        ev((4,))
-    assert ev((0, 1)).correct is False  # a memoized chain stays free after the budget
-    assert len(fake.calls) == 3 == ev.evaluations
-
-
-def test_evaluator_many_dedups_truncates_and_aligns():
-    fake = needs_146()
-    ev = ChainEvaluator(fake, L, budget=3, evaluate_many=fake.many)
-    ev((1, 4, 6))
-    chains = [(1, 4, 6), (0,), (0,), (1,), (2,), (3,)]
-    out = ev.many(chains)
-    # (0,) and (1,) fit the 2 units left; (2,) is the first chain it could not afford.
-    assert fake.batches == [2] and fake.calls[1:] == [(0,), (1,)]
-    assert out == [ev.seen[c] for c in chains[:4]]
-    assert ev.many([(0,), (1, 4, 6)]) == [ev.seen[(0,)], ev.seen[(1, 4, 6)]]
-    with pytest.raises(BudgetExhausted):
-        ev.many([(0,), (5,)])
-    assert ev.evaluations == 3 == len(fake.calls)
-
-
-def test_evaluator_rejects_bad_chains_and_budgets():
-    ev = ChainEvaluator(never(), L, budget=2)
-    for bad in [(), (L,), (-1,), (0, 1.0)]:
-        with pytest.raises(ValueError, match=r"chain|index"):
-            ev(bad)
-    with pytest.raises(ValueError, match="budget"):
-        ChainEvaluator(never(), L, budget=0)
-    with pytest.raises(TypeError, match="Outcome"):
-        ChainEvaluator(lambda c: True, L, budget=1)(FULL)
-
-
-def test_outcome_nan_score_ranks_last():
-    assert Outcome(True, float("nan")).score == -math.inf
-
-
-def test_pick_best_rule():
-    seen = {
-        FULL: Outcome(True, 0.0),
-        (0, 1, 2): Outcome(True, 0.1),
-        (0, 2, 3): Outcome(True, 0.5),
-        (1, 2, 3): Outcome(True, 0.5),
-        (0,): Outcome(False, 9.0),
-        (5, 6, 7, 0): Outcome(True, 9.0),
-    }
-    best, others = pick_best(seen, FULL)
-    # shortest first, then higher score, then the lexicographically smaller chain
-    assert best == (0, 2, 3)
-    assert others == [(1, 2, 3), (0, 1, 2), (5, 6, 7, 0), FULL]
-    assert pick_best({FULL: Outcome(False, 0.0), (1,): Outcome(False, 5.0)}, FULL) == (FULL, [])
-
-
-def test_neighbours_are_the_skip_and_repeat_actions():
-    chain = (0, 1, 2)
-    got = set(neighbours(chain, (1, 2), (1,), 1, 6))
-    skips = {(1, 2), (0, 2), (0, 1), (2,), (0,)}
-    repeats = {(0, 0, 1, 2), (0, 1, 1, 2), (0, 1, 2, 2)}
-    assert got == skips | repeats
-    assert set(neighbours(chain, (1, 2), (1,), 2, 3)) == {(1, 2), (0, 2), (0, 1)}
-
+from tests.searcher_fakes import (
+    FULL,
+    PLANTED_REPEAT,
+    SEARCHING,
+    L,
+    answer,
+    check_invariants,
+    needs_146,
+    never,
+    repeat2,
+    run,
+    run_searcher,
+    skip3_keep5,
+)
 
 # --- every searcher ----------------------------------------------------------------------
 
@@ -166,49 +34,50 @@ def test_neighbours_are_the_skip_and_repeat_actions():
 def test_none_is_the_full_chain_alone():
     fake = needs_146()
     searcher = get_searcher("none")
-    evaluator = searcher.make_evaluator(fake, L)
-    assert evaluator.budget == 1
-    result = searcher.search(evaluator, seed=0)
-    assert fake.calls == [FULL]
+    ledger, search = searcher.start(L, seed=0)
+    assert ledger.budget == 1
+    result, yields = answer(search, fake, ledger)
+    assert fake.calls == [FULL] and yields == [[FULL]]
     assert result.best_chain == FULL and result.evaluations == 1 and result.full_correct
     assert result.correct_chains == [] and not result.stopped_early
 
 
 def test_greedy_finds_shortest_under_monotone_fake():
     fake = needs_146()
-    result, evaluator = run("greedy", fake)
+    result, ledger = run("greedy", fake)
     assert result.best_chain == (1, 4, 6)
-    check_invariants(result, evaluator, fake)
+    check_invariants(result, ledger, fake)
 
 
 def test_greedy_rescues_then_prunes():
     fake = skip3_keep5()
-    result, evaluator = run("greedy", fake, batched=True)
+    result, ledger = run("greedy", fake, batched=True)
     assert result.best_chain == (5,)
-    assert fake.batches[0] == len(neighbours(FULL, (1,), (1,), 1, 2 * L))  # one batch
-    check_invariants(result, evaluator, fake)
+    # the full chain alone, then the rescue candidates in one batch
+    assert fake.batches[:2] == [1, len(neighbours(FULL, (1,), (1,), 1, 2 * L))]
+    check_invariants(result, ledger, fake)
 
 
 @pytest.mark.parametrize("name,budget", [("greedy", 60), ("mcts", 30), ("random", 1000)])
 def test_finds_planted_repeat(name, budget):
     for seed in range(3):
         fake = repeat2()
-        result, evaluator = run(name, fake, seed=seed, budget=budget)
+        result, ledger = run(name, fake, seed=seed, budget=budget)
         assert result.best_chain == PLANTED_REPEAT
         assert not result.full_correct and result.best_outcome.correct
-        check_invariants(result, evaluator, fake)
+        check_invariants(result, ledger, fake)
 
 
 @pytest.mark.parametrize("name", ["mcts", "random"])
 def test_early_stop_when_full_is_wrong(name):
     for seed in range(3):
         fake = skip3_keep5()
-        result, evaluator = run(name, fake, seed=seed, budget=100)
+        result, ledger = run(name, fake, seed=seed, budget=100)
         assert result.stopped_early and fake.correct(result.best_chain)
-        assert evaluator.evaluations < 100
+        assert ledger.evaluations < 100
         # it stopped at the first correct chain it saw
         assert [c for c in fake.calls if fake.correct(c)] == [fake.calls[-1]]
-        check_invariants(result, evaluator, fake)
+        check_invariants(result, ledger, fake)
 
 
 @pytest.mark.parametrize("name", ["mcts", "random"])
@@ -216,22 +85,22 @@ def test_early_stop_when_full_is_wrong(name):
 def test_early_stop_when_full_is_right(name, min_shorter):
     for seed in range(3):
         fake = needs_146()
-        result, evaluator = run(name, fake, seed=seed, budget=100, min_shorter=min_shorter)
+        result, ledger = run(name, fake, seed=seed, budget=100, min_shorter=min_shorter)
         assert result.stopped_early
         assert len(result.best_chain) <= L - min_shorter
         assert len(fake.calls[-1]) <= L - min_shorter and fake.correct(fake.calls[-1])
         hits = [c for c in fake.calls if fake.correct(c) and len(c) <= L - min_shorter]
         assert hits == [fake.calls[-1]]
-        check_invariants(result, evaluator, fake)
+        check_invariants(result, ledger, fake)
 
 
 @pytest.mark.parametrize("name", ["mcts", "random"])
 def test_without_early_stop_spends_the_budget(name):
     fake = needs_146()
-    result, evaluator = run(name, fake, budget=40, early_stop=False)
-    assert not result.stopped_early and evaluator.evaluations == 40
+    result, ledger = run(name, fake, budget=40, early_stop=False)
+    assert not result.stopped_early and ledger.evaluations == 40
     assert len(result.best_chain) < L
-    check_invariants(result, evaluator, fake)
+    check_invariants(result, ledger, fake)
 
 
 @pytest.mark.parametrize("name", SEARCHING)
@@ -239,12 +108,12 @@ def test_without_early_stop_spends_the_budget(name):
 @pytest.mark.parametrize("batched", [False, True])
 def test_budget_is_never_exceeded(name, budget, batched):
     fake = never()
-    result, evaluator = run(name, fake, seed=1, batched=batched, budget=budget)
-    assert len(fake.calls) == evaluator.evaluations == result.evaluations <= budget
+    result, ledger = run(name, fake, seed=1, batched=batched, budget=budget)
+    assert len(fake.calls) == ledger.evaluations == result.evaluations <= budget
     if name != "greedy":  # greedy gives up after max_rounds rescue rounds
-        assert evaluator.evaluations == budget
+        assert ledger.evaluations == budget
     assert result.best_chain == FULL and not result.best_outcome.correct
-    check_invariants(result, evaluator, fake)
+    check_invariants(result, ledger, fake)
 
 
 @pytest.mark.parametrize("name", SEARCHING)
@@ -253,20 +122,23 @@ def test_keep_correct_caps_the_list(name):
         fake = needs_146()
         extra = {} if name == "greedy" else {"early_stop": False}
         searcher = get_searcher(name, budget=60, **extra)
-        evaluator = searcher.make_evaluator(fake, L)
-        result = searcher.search(evaluator, seed=0, keep_correct=keep)
+        ledger, search = searcher.start(L, seed=0, keep_correct=keep)
+        result, _ = answer(search, fake, ledger)
         assert len(result.correct_chains) == keep  # plenty of correct chains were seen
-        check_invariants(result, evaluator, fake)
+        check_invariants(result, ledger, fake)
     with pytest.raises(ValueError, match="keep_correct"):
-        searcher.search(searcher.make_evaluator(fake, L), seed=0, keep_correct=-1)
+        searcher.start(L, seed=0, keep_correct=-1)  # at once, before any chain is asked
+    with pytest.raises(ValueError, match="keep_correct"):
+        ledger = Ledger(L, 5)
+        answer(searcher.search(ledger, seed=0, keep_correct=-1), fake, ledger)
 
 
 @pytest.mark.parametrize("name", SEARCHING)
 def test_chains_respect_length_bounds(name):
     fake = never()
-    result, evaluator = run(name, fake, budget=50, min_len=6, max_len=9)
+    result, ledger = run(name, fake, budget=50, min_len=6, max_len=9)
     assert all(6 <= len(c) <= 9 for c in fake.calls[1:])
-    check_invariants(result, evaluator, fake)
+    check_invariants(result, ledger, fake)
 
 
 @pytest.mark.parametrize("name", SEARCHING)
@@ -283,7 +155,7 @@ def test_same_seed_same_result_and_no_global_random(name):
     assert random.getstate() == state  # the global generator is neither used nor reseeded
     traces = {tuple(trace(seed)[1]) for seed in range(6)}
     if name == "greedy":
-        assert len(traces) == 1  # deterministic given the evaluator
+        assert len(traces) == 1  # deterministic given the outcomes
     else:
         assert len(traces) > 1  # the seed matters
 
@@ -295,8 +167,7 @@ def test_mcts_tree_shape(descend_to_leaf):
     nodes = []
     new_node = searcher._new_node
     searcher._new_node = lambda *args: nodes.append(new_node(*args)) or nodes[-1]
-    evaluator = searcher.make_evaluator(fake, L)
-    result = searcher.search(evaluator, seed=0)
+    result, ledger = run_searcher(searcher, fake)
     for node in nodes[1:]:  # every edge is one skip/repeat action
         assert node.chain in neighbours(node.parent.chain, (1, 2), (1,), 1, 2 * L)
     widest = max(len(node.children) for node in nodes)
@@ -307,14 +178,21 @@ def test_mcts_tree_shape(descend_to_leaf):
     else:
         # Textbook MCTS expands the root fully before going deeper.
         assert widest == len(neighbours(FULL, (1, 2), (1,), 1, 2 * L))
-        assert evaluator.evaluations == 30
-    check_invariants(result, evaluator, fake)
+        assert ledger.evaluations == 30
+    check_invariants(result, ledger, fake)
 
 
-def test_random_batches_through_evaluate_many():
+def test_random_asks_one_chain_at_a_time():
     fake = never()
-    run("random", fake, batched=True, budget=25, batch_size=10)
-    assert fake.batches == [10, 10, 4]  # the full chain was evaluated alone first
+    run("random", fake, batched=True, budget=25)
+    assert fake.batches == [1] * 25  # never an evaluation past an early stop
+
+
+def test_batch_size_is_not_a_random_setting():
+    # It was once; lm-eval's own `-b/--batch_size` model argument then reached the searcher.
+    with pytest.raises(ValueError) as err:
+        get_searcher("random", batch_size=8)
+    assert "'batch_size'" in str(err.value) and "random" in str(err.value)
 
 
 # --- names and settings ------------------------------------------------------------------
@@ -329,7 +207,7 @@ def test_registry_names():
 
 def test_register_searcher():
     class Echo(Searcher):
-        def search(self, evaluator, seed, keep_correct=5):
+        def search(self, ledger, seed, keep_correct=5):
             raise NotImplementedError
 
     try:

@@ -1,11 +1,16 @@
 """Per-sample chain searchers for oracle mode, by name.
 
-    searcher = get_searcher("mcts", budget=100, length_penalty=5.0)
-    evaluator = searcher.make_evaluator(evaluate, num_layers)
-    result = searcher.search(evaluator, seed=1234)
+A searcher proposes chains and is told their outcomes (ask/tell); it never evaluates:
 
-Searchers know nothing of lm-eval, torch or transformers: they see a sample only
-through `ChainEvaluator` (see base.py for the rules they all share).
+    searcher = get_searcher("mcts", budget=100, length_penalty=5.0)
+    ledger, run = searcher.start(num_layers, seed=1234)
+    chains = next(run)                  # new chains to evaluate, within the budget
+    chains = run.send(outcomes)         # their Outcomes, same order; until StopIteration,
+                                        # whose .value is the SearchResult
+
+or synchronously: `run_search(searcher, evaluate, num_layers, seed=1234)`. Searchers know
+nothing of lm-eval, torch or transformers (see base.py for the protocol and the rules
+they all share). To add one, copy `none.py` or `random_search.py` and register it below.
 """
 
 from collections.abc import Callable
@@ -14,12 +19,14 @@ from typing import Any
 from lm_eval_cola.searchers.base import (
     BudgetExhausted,
     Chain,
-    ChainEvaluator,
+    Ledger,
     Outcome,
     Searcher,
     SearchResult,
+    SearchRun,
     SearchSettings,
     pick_best,
+    run_search,
 )
 from lm_eval_cola.searchers.greedy import GreedySearcher
 from lm_eval_cola.searchers.mcts import MctsSearcher
@@ -30,14 +37,16 @@ __all__ = [
     "SEARCHERS",
     "BudgetExhausted",
     "Chain",
-    "ChainEvaluator",
+    "Ledger",
     "Outcome",
     "SearchResult",
+    "SearchRun",
     "SearchSettings",
     "Searcher",
     "get_searcher",
     "pick_best",
     "register_searcher",
+    "run_search",
     "searcher_names",
 ]
 

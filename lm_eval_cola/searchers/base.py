@@ -1,32 +1,44 @@
-"""The searcher interface: chains, outcomes, the budgeted evaluator and the shared rules.
+"""The searcher interface: chains, outcomes, the ledger, the ask/tell protocol and the
+shared rules.
 
 A searcher looks, for one sample, for a chain of decoder-layer indices that answers the
-sample right with as few layers as possible ("oracle mode"). It only sees the sample
-through a `ChainEvaluator`, so nothing here knows about lm-eval, torch or transformers
-and every searcher can be tested with a fake evaluate function.
+sample right with as few layers as possible ("oracle mode"). It never evaluates a chain
+itself: `Searcher.search(ledger, seed)` is a generator (a `SearchRun`) that PROPOSES
+chains and is TOLD their outcomes:
+
+    ledger, run = searcher.start(num_layers, seed)
+    chains = next(run)                   # a non-empty list of distinct new chains
+    chains = run.send(outcomes)          # their Outcomes, same order; repeat until
+    ... StopIteration.value              # the SearchResult
+
+Each yielded chain is new to `ledger.seen` and within the budget, so a caller can batch
+the chains of many samples' runs into one forward pass; `run_search` is the synchronous
+driver for tests and simple callers. Inside a searcher every question goes through the
+`Ledger` (`outcome = yield from ledger.ask(chain)`), which memoizes and keeps the budget.
+Nothing here knows about lm-eval, torch or transformers.
 
 Rules shared by every searcher (so their results are comparable):
-- the full chain `tuple(range(L))` is evaluated first; its correctness is `full_correct`;
+- the full chain `tuple(range(L))` is asked first; its correctness is `full_correct`;
 - `budget` counts distinct chains evaluated, the full chain included; a memoized chain
   is free;
 - the best chain is the shortest correct one (ties: higher score, then the
   lexicographically smaller chain); with no correct chain it is the full chain;
 - every chain other than the full one is non-empty, uses indices in [0, L) and has
   `min_len <= len <= max_len` (`max_len` defaults to 2L);
-- results depend only on (evaluator outcomes, budget, seed, settings): randomness comes
+- results depend only on (the outcomes told, budget, seed, settings): randomness comes
   from `random.Random(seed)`, never the global generator.
 """
 
 import logging
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+from lm_eval_cola.chain import Chain, full_chain
 
 log = logging.getLogger(__name__)
-
-Chain = tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -48,33 +60,28 @@ class BudgetExhausted(Exception):
     """A new chain was asked for after the sample's evaluation budget was spent."""
 
 
-def full_chain(num_layers: int) -> Chain:
-    return tuple(range(num_layers))
+# What `yield from ledger.ask...` and the helpers built on it are: they yield lists of new
+# chains, are sent the outcomes back, and return a T.
+T = TypeVar("T")
+Asks = Generator[list[Chain], list[Outcome], T]
 
 
-class ChainEvaluator:
-    """Wraps a sample's raw evaluate function: memoizes by chain, counts distinct
-    evaluations and enforces the budget.
+class Ledger:
+    """One sample's record of evaluated chains: memo, budget and chain checks.
 
-    `evaluate(chain) -> Outcome` is called at most once per distinct chain, and never
-    more than `budget` times in all. `evaluate_many(chains) -> outcomes` (same order),
-    if given, is used by `many()` so a caller can batch chains on the accelerator.
+    The ledger never evaluates anything. Its `ask`/`ask_many` are generator helpers a
+    searcher calls with `yield from`: a chain already in `seen` is answered at once and
+    costs nothing; new chains are yielded to the caller as one list, and the outcomes
+    the caller sends back (same order) are checked and stored. `budget` caps the
+    distinct chains ever stored.
     """
 
-    def __init__(
-        self,
-        evaluate: Callable[[Chain], Outcome],
-        num_layers: int,
-        budget: int,
-        evaluate_many: Callable[[list[Chain]], list[Outcome]] | None = None,
-    ) -> None:
+    def __init__(self, num_layers: int, budget: int) -> None:
         check_int("num_layers", num_layers, 1)
         check_int("budget", budget, 1)
         self.num_layers = num_layers
         self.budget = budget
         self.seen: dict[Chain, Outcome] = {}  # in evaluation order
-        self._evaluate = evaluate
-        self._evaluate_many = evaluate_many
 
     @property
     def full(self) -> Chain:
@@ -88,51 +95,68 @@ class ChainEvaluator:
     def remaining(self) -> int:
         return self.budget - self.evaluations
 
-    def __call__(self, chain: Sequence[int]) -> Outcome:
-        """The chain's outcome; a chain not seen before costs one budget unit.
+    def ask(self, chain: Sequence[int]) -> Asks[Outcome]:
+        """`outcome = yield from ledger.ask(chain)`: the chain's outcome.
 
-        Raises BudgetExhausted for a new chain once the budget is spent.
+        A memoized chain returns without yielding; a new one is yielded as `[chain]` and
+        costs one budget unit. Raises BudgetExhausted for a new chain once the budget
+        is spent.
         """
         chain = self._check(chain)
         if chain in self.seen:
             return self.seen[chain]
         if self.remaining <= 0:
             raise BudgetExhausted(f"budget of {self.budget} evaluations spent")
-        return self._store(chain, self._evaluate(chain))
+        (outcome,) = yield from self._request([chain])
+        return outcome
 
-    def many(self, chains: Iterable[Sequence[int]]) -> list[Outcome]:
-        """Batch form of `__call__`.
+    def ask_many(self, chains: Iterable[Sequence[int]]) -> Asks[list[Outcome]]:
+        """`outcomes = yield from ledger.ask_many(chains)`: batch form of `ask`.
 
-        New chains (not in `seen`, duplicates dropped) are evaluated in order of first
-        appearance, as many as the remaining budget allows, through `evaluate_many` when
-        given. Returns the outcomes of the longest prefix of `chains` whose chains are
-        all known now: `out[i]` belongs to `chains[i]`, and `len(out) < len(chains)`
-        exactly when the budget cut the batch short (the first chain it could not afford
-        is `chains[len(out)]`). Raises BudgetExhausted only when some chain is new and
-        the budget was already spent, i.e. nothing could be evaluated.
+        New chains (not in `seen`, duplicates dropped) are yielded as one list in order
+        of first appearance, cut to the remaining budget; none new: no yield. Returns
+        the outcomes of the longest prefix of `chains` whose chains are all known now:
+        `out[i]` belongs to `chains[i]`, and `len(out) < len(chains)` exactly when the
+        budget cut the batch short (the first chain it could not afford is
+        `chains[len(out)]`). Raises BudgetExhausted only when some chain is new and the
+        budget was already spent, i.e. nothing could be asked.
         """
         chains = [self._check(c) for c in chains]
         new = list(dict.fromkeys(c for c in chains if c not in self.seen))
         if new and self.remaining <= 0:
             raise BudgetExhausted(f"budget of {self.budget} evaluations spent")
         new = new[: self.remaining]
-        if new and self._evaluate_many is not None:
-            outcomes = list(self._evaluate_many(new))
-            if len(outcomes) != len(new):
-                raise ValueError(
-                    f"evaluate_many returned {len(outcomes)} outcomes for {len(new)} chains"
-                )
-            for chain, outcome in zip(new, outcomes, strict=True):
-                self._store(chain, outcome)
-        else:
-            for chain in new:  # stored one by one, so an error keeps what was paid for
-                self._store(chain, self._evaluate(chain))
+        if new:
+            yield from self._request(new)
         out: list[Outcome] = []
         for chain in chains:
             if chain not in self.seen:
                 break
             out.append(self.seen[chain])
         return out
+
+    def outcome(self, chain: Sequence[int]) -> Outcome:
+        """The outcome of a chain already in `seen`; never yields, costs nothing."""
+        chain = self._check(chain)
+        if chain not in self.seen:
+            raise KeyError(f"chain {chain} has not been evaluated")
+        return self.seen[chain]
+
+    def _request(self, chains: list[Chain]) -> Asks[list[Outcome]]:
+        told = yield list(chains)  # a copy: what the caller does with it cannot reach `seen`
+        # Checked in full before anything is stored, so a bad reply leaves `seen` as it
+        # was; the error is raised inside the searcher and ends its run.
+        if not isinstance(told, list | tuple):
+            raise TypeError(
+                f"send back a list of Outcome for {len(chains)} chains, got {type(told).__name__}"
+            )
+        if len(told) != len(chains):
+            raise ValueError(f"got {len(told)} outcomes for {len(chains)} chains")
+        for outcome in told:
+            if not isinstance(outcome, Outcome):
+                raise TypeError(f"expected an Outcome, got {type(outcome).__name__}")
+        self.seen.update(zip(chains, told, strict=True))
+        return list(told)
 
     def _check(self, chain: Sequence[int]) -> Chain:
         chain = tuple(chain)
@@ -146,12 +170,6 @@ class ChainEvaluator:
                 )
         return chain
 
-    def _store(self, chain: Chain, outcome: Outcome) -> Outcome:
-        if not isinstance(outcome, Outcome):
-            raise TypeError(f"evaluate must return an Outcome, got {type(outcome).__name__}")
-        self.seen[chain] = outcome
-        return outcome
-
 
 @dataclass
 class SearchResult:
@@ -161,6 +179,11 @@ class SearchResult:
     evaluations: int  # distinct chains evaluated, the full chain included
     correct_chains: list[Chain] = field(default_factory=list)  # others, best-ranked first
     stopped_early: bool = False  # the searcher's early-stop rule ended the search
+
+
+# A searcher's run over one sample: yields lists of new chains, is sent their outcomes (same
+# order), returns the result.
+SearchRun = Generator[list[Chain], list[Outcome], SearchResult]
 
 
 # ---------------------------------------------------------------------------------------
@@ -290,20 +313,24 @@ def early_stop_hit(
     return not full_correct or len(chain) <= num_layers - min_shorter
 
 
-def begin(evaluator: ChainEvaluator, keep_correct: int) -> Outcome:
-    """Start a search: check the arguments, then evaluate the full chain (always first)."""
+def begin(ledger: Ledger, keep_correct: int) -> Asks[Outcome]:
+    """Start a search: check the arguments, then ask for the full chain (always first).
+
+    `full_outcome = yield from begin(ledger, keep_correct)`.
+    """
     check_int("keep_correct", keep_correct, 0)
-    return evaluator(evaluator.full)
+    return (yield from ledger.ask(ledger.full))
 
 
-def make_result(evaluator: ChainEvaluator, keep_correct: int, stopped_early: bool) -> SearchResult:
-    full = evaluator.full
-    best, others = pick_best(evaluator.seen, full)
+def make_result(ledger: Ledger, keep_correct: int, stopped_early: bool) -> SearchResult:
+    """The search's result from what the ledger holds (asks for nothing)."""
+    full = ledger.full
+    best, others = pick_best(ledger.seen, full)
     result = SearchResult(
         best_chain=best,
-        best_outcome=evaluator(best),  # memoized: costs nothing
-        full_correct=evaluator(full).correct,
-        evaluations=evaluator.evaluations,
+        best_outcome=ledger.outcome(best),
+        full_correct=ledger.outcome(full).correct,
+        evaluations=ledger.evaluations,
         correct_chains=others[:keep_correct],
         stopped_early=stopped_early,
     )
@@ -318,10 +345,14 @@ def make_result(evaluator: ChainEvaluator, keep_correct: int, stopped_early: boo
 
 
 class Searcher(ABC):
-    """A per-sample chain searcher. Construct with keyword settings, then `search`."""
+    """A per-sample chain searcher. Construct with keyword settings, then `start`."""
 
     name: ClassVar[str]
     Settings: ClassVar[type[SearchSettings]] = SearchSettings
+    oracle: ClassVar[bool] = True
+    """Whether results depend on the gold answer: True for a searcher that picks chains by
+    their correctness (mcts, greedy, random); False for one whose answer never depends on
+    it (`none` runs the full chain only), so its scores are not oracle numbers."""
 
     def __init__(self, **settings: Any) -> None:
         allowed = sorted(f.name for f in fields(self.Settings))
@@ -340,19 +371,41 @@ class Searcher(ABC):
         """The effective settings, defaults filled in, for records."""
         return asdict(self.settings)
 
-    def make_evaluator(
-        self,
-        evaluate: Callable[[Chain], Outcome],
-        num_layers: int,
-        evaluate_many: Callable[[list[Chain]], list[Outcome]] | None = None,
-    ) -> ChainEvaluator:
-        """A fresh per-sample evaluator with this searcher's `budget`."""
-        return ChainEvaluator(evaluate, num_layers, self.settings.budget, evaluate_many)
+    def start(self, num_layers: int, seed: int, keep_correct: int = 5) -> tuple[Ledger, SearchRun]:
+        """A fresh ledger with this searcher's `budget`, and the search run over it."""
+        check_int("keep_correct", keep_correct, 0)  # here too, so the error comes at once
+        ledger = Ledger(num_layers, self.settings.budget)
+        return ledger, self.search(ledger, seed, keep_correct)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings_dict().items())
         return f"{type(self).__name__}({args})"
 
     @abstractmethod
-    def search(self, evaluator: ChainEvaluator, seed: int, keep_correct: int = 5) -> SearchResult:
-        """Search one sample. The evaluator's budget is the hard cap on evaluations."""
+    def search(self, ledger: Ledger, seed: int, keep_correct: int = 5) -> SearchRun:
+        """Search one sample: a generator that yields chains to evaluate and returns the
+        SearchResult. Ask only through `ledger` (`yield from ledger.ask(...)`), so the
+        budget and the memo hold."""
+
+
+def run_search(
+    searcher: Searcher,
+    evaluate: Callable[[Chain], Outcome],
+    num_layers: int,
+    seed: int,
+    keep_correct: int = 5,
+    evaluate_many: Callable[[list[Chain]], list[Outcome]] | None = None,
+) -> SearchResult:
+    """Run one search to the end synchronously: each list of chains it yields goes to
+    `evaluate_many(chains)` if given, else to `evaluate(chain)` chain by chain."""
+    _, run = searcher.start(num_layers, seed, keep_correct)
+    outcomes: list[Outcome] | None = None  # sending None first is `next(run)`
+    while True:
+        try:
+            chains = run.send(outcomes)  # type: ignore[arg-type]
+        except StopIteration as stop:
+            return stop.value
+        if evaluate_many is not None:
+            outcomes = list(evaluate_many(chains))
+        else:
+            outcomes = [evaluate(chain) for chain in chains]

@@ -1,7 +1,7 @@
 """`greedy`: greedy pruning, a cheap deterministic baseline for the tree search.
 
 From a correct chain, try removing each single position (one batch through
-`evaluator.many`), keep the removal that stays correct with the best graded score, and
+`ledger.ask_many`), keep the removal that stays correct with the best graded score, and
 repeat until no removal stays correct or the budget ends.
 
 If the full chain is wrong there is nothing to prune yet, so first a rescue: try every
@@ -10,19 +10,20 @@ correct one, or if none is correct move to the best-scoring candidate and try ag
 for up to `max_rounds` rounds. Then prune from the correct chain found.
 
 Ties on score go to the shorter, then lexicographically smaller chain, so the result
-depends on the evaluator alone; the seed is unused.
+depends on the outcomes alone; the seed is unused.
 """
 
 import logging
 from dataclasses import dataclass
 
 from lm_eval_cola.searchers.base import (
+    Asks,
     BudgetExhausted,
     Chain,
-    ChainEvaluator,
+    Ledger,
     Outcome,
     Searcher,
-    SearchResult,
+    SearchRun,
     SearchSettings,
     begin,
     check_int,
@@ -47,10 +48,10 @@ def best_scoring(pairs: list[tuple[Chain, Outcome]]) -> Chain:
     return min(pairs, key=lambda p: (-p[1].score, len(p[0]), p[0]))[0]
 
 
-def affordable(evaluator: ChainEvaluator, chains: list[Chain]) -> list[tuple[Chain, Outcome]]:
+def affordable(ledger: Ledger, chains: list[Chain]) -> Asks[list[tuple[Chain, Outcome]]]:
     """(chain, outcome) for the chains the budget still covers, in order."""
     try:
-        outcomes = evaluator.many(chains)
+        outcomes = yield from ledger.ask_many(chains)
     except BudgetExhausted:
         return []
     return list(zip(chains, outcomes, strict=False))
@@ -61,20 +62,20 @@ class GreedySearcher(Searcher):
     Settings = GreedySettings
     settings: GreedySettings
 
-    def search(self, evaluator: ChainEvaluator, seed: int, keep_correct: int = 5) -> SearchResult:
-        bounds = self.settings.length_bounds(evaluator.num_layers)
-        full_correct = begin(evaluator, keep_correct).correct
-        start = evaluator.full if full_correct else self._rescue(evaluator, bounds)
+    def search(self, ledger: Ledger, seed: int, keep_correct: int = 5) -> SearchRun:
+        bounds = self.settings.length_bounds(ledger.num_layers)
+        full_correct = (yield from begin(ledger, keep_correct)).correct
+        start = ledger.full if full_correct else (yield from self._rescue(ledger, bounds))
         if start is not None:
-            self._prune(evaluator, start, bounds)
-        return make_result(evaluator, keep_correct, stopped_early=False)
+            yield from self._prune(ledger, start, bounds)
+        return make_result(ledger, keep_correct, stopped_early=False)
 
-    def _rescue(self, evaluator: ChainEvaluator, bounds: tuple[int, int]) -> Chain | None:
-        current = evaluator.full
+    def _rescue(self, ledger: Ledger, bounds: tuple[int, int]) -> Asks[Chain | None]:
+        current = ledger.full
         visited = {current}  # never move back to a chain we already left: no cycles
         for _ in range(self.settings.max_rounds):
             candidates = [c for c in neighbours(current, (1,), (1,), *bounds) if c not in visited]
-            pairs = affordable(evaluator, candidates)
+            pairs = yield from affordable(ledger, candidates)
             if not pairs:
                 return None
             correct = [p for p in pairs if p[1].correct]
@@ -85,12 +86,13 @@ class GreedySearcher(Searcher):
             log.debug("rescue: no correct neighbour, moving to %s", current)
         return None
 
-    def _prune(self, evaluator: ChainEvaluator, chain: Chain, bounds: tuple[int, int]) -> Chain:
+    def _prune(self, ledger: Ledger, chain: Chain, bounds: tuple[int, int]) -> Asks[Chain]:
         lo, hi = bounds
         while True:
             removals = dict.fromkeys(chain[:i] + chain[i + 1 :] for i in range(len(chain)))
             candidates = [c for c in removals if lo <= len(c) <= hi]
-            correct = [p for p in affordable(evaluator, candidates) if p[1].correct]
+            pairs = yield from affordable(ledger, candidates)
+            correct = [p for p in pairs if p[1].correct]
             if not correct:
                 return chain
             chain = best_scoring(correct)

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 
 from lm_eval_cola.searchers.base import (
     Chain,
-    ChainEvaluator,
     EarlyStopSettings,
+    Ledger,
     Searcher,
-    SearchResult,
+    SearchRun,
     begin,
     check_bool,
     check_float,
@@ -86,32 +86,33 @@ class MctsSearcher(Searcher):
     Settings = MctsSettings
     settings: MctsSettings
 
-    def search(self, evaluator: ChainEvaluator, seed: int, keep_correct: int = 5) -> SearchResult:
+    def search(self, ledger: Ledger, seed: int, keep_correct: int = 5) -> SearchRun:
         s = self.settings
         rng = random.Random(seed)
-        bounds = s.length_bounds(evaluator.num_layers)
-        root_outcome = begin(evaluator, keep_correct)
-        root = self._new_node(evaluator.full, None, rng, bounds)
+        bounds = s.length_bounds(ledger.num_layers)
+        root_outcome = yield from begin(ledger, keep_correct)
+        root = self._new_node(ledger.full, None, rng, bounds)
         self._backprop(root, float(root_outcome.correct))
-        max_sims = s.max_simulations or evaluator.budget * (
+        max_sims = s.max_simulations or ledger.budget * (
             1 if s.descend_to_leaf else SIMULATIONS_PER_EVALUATION
         )
         stopped = False
         for _ in range(max_sims):
-            if evaluator.remaining <= 0:
+            if ledger.remaining <= 0:
                 break  # what is left in the tree is memoized: nothing new to learn
-            node = self._select(root, rng, evaluator.num_layers)
+            node = self._select(root, rng, ledger.num_layers)
             if node.untried:
                 node = self._expand(node, rng, bounds)
-            outcome = evaluator(node.chain)  # a node with no actions is re-read for free
+            # A node with no actions left is re-read from the memo: no yield, no cost.
+            outcome = yield from ledger.ask(node.chain)
             self._backprop(node, float(outcome.correct))
             if s.early_stop and early_stop_hit(
-                node.chain, outcome, root_outcome.correct, evaluator.num_layers, s.min_shorter
+                node.chain, outcome, root_outcome.correct, ledger.num_layers, s.min_shorter
             ):
                 log.debug("early stop at %s", node.chain)
                 stopped = True
                 break
-        return make_result(evaluator, keep_correct, stopped_early=stopped)
+        return make_result(ledger, keep_correct, stopped_early=stopped)
 
     def _new_node(
         self, chain: Chain, parent: Node | None, rng: random.Random, bounds: tuple[int, int]

@@ -3,6 +3,9 @@
 Each draw applies 1..max_actions random skip/repeat actions to the full chain (each
 step picks uniformly among the distinct chains one action away). Same budget meaning
 and early-stop rule as `mcts`, so the two are comparable at equal cost.
+
+It asks for one chain at a time, so it never spends an evaluation past an early stop;
+batching across samples is the caller's job (see base.py).
 """
 
 import logging
@@ -11,10 +14,10 @@ from dataclasses import dataclass
 
 from lm_eval_cola.searchers.base import (
     Chain,
-    ChainEvaluator,
     EarlyStopSettings,
+    Ledger,
     Searcher,
-    SearchResult,
+    SearchRun,
     begin,
     check_int,
     early_stop_hit,
@@ -31,14 +34,10 @@ DRAWS_PER_EVALUATION = 20  # cap on draws: a draw of a memoized chain is free, s
 class RandomSettings(EarlyStopSettings):
     budget: int = 200
     max_actions: int = 4
-    # Chains evaluated per `evaluator.many` call. Larger batches run faster on an
-    # accelerator but may spend up to batch_size - 1 evaluations past an early stop.
-    batch_size: int = 1
 
     def check(self) -> None:
         super().check()
         check_int("max_actions", self.max_actions, 1)
-        check_int("batch_size", self.batch_size, 1)
 
 
 class RandomSearcher(Searcher):
@@ -46,26 +45,24 @@ class RandomSearcher(Searcher):
     Settings = RandomSettings
     settings: RandomSettings
 
-    def search(self, evaluator: ChainEvaluator, seed: int, keep_correct: int = 5) -> SearchResult:
+    def search(self, ledger: Ledger, seed: int, keep_correct: int = 5) -> SearchRun:
         s = self.settings
         rng = random.Random(seed)
-        bounds = s.length_bounds(evaluator.num_layers)
-        full_correct = begin(evaluator, keep_correct).correct
-        draws_left = DRAWS_PER_EVALUATION * evaluator.budget
-        while evaluator.remaining > 0 and draws_left > 0:
-            batch: list[Chain] = []
-            while len(batch) < min(s.batch_size, evaluator.remaining) and draws_left > 0:
-                draws_left -= 1
-                chain = self._draw(evaluator.full, rng, bounds)
-                if chain not in evaluator.seen and chain not in batch:
-                    batch.append(chain)
-            for chain, outcome in zip(batch, evaluator.many(batch), strict=True):
-                if s.early_stop and early_stop_hit(
-                    chain, outcome, full_correct, evaluator.num_layers, s.min_shorter
-                ):
-                    log.debug("early stop at %s", chain)
-                    return make_result(evaluator, keep_correct, stopped_early=True)
-        return make_result(evaluator, keep_correct, stopped_early=False)
+        bounds = s.length_bounds(ledger.num_layers)
+        full_correct = (yield from begin(ledger, keep_correct)).correct
+        draws_left = DRAWS_PER_EVALUATION * ledger.budget
+        while ledger.remaining > 0 and draws_left > 0:
+            draws_left -= 1
+            chain = self._draw(ledger.full, rng, bounds)
+            if chain in ledger.seen:
+                continue  # known already: draw again
+            outcome = yield from ledger.ask(chain)
+            if s.early_stop and early_stop_hit(
+                chain, outcome, full_correct, ledger.num_layers, s.min_shorter
+            ):
+                log.debug("early stop at %s", chain)
+                return make_result(ledger, keep_correct, stopped_early=True)
+        return make_result(ledger, keep_correct, stopped_early=False)
 
     def _draw(self, chain: Chain, rng: random.Random, bounds: tuple[int, int]) -> Chain:
         s = self.settings

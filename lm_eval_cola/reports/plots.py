@@ -1,34 +1,49 @@
-"""The leaderboard's plots (matplotlib PNG), per task, from the stored records and results:
+"""The board's plots (matplotlib PNG), per task, from plain ``Series`` and ``Record`` objects:
 
-- ``layers_<task>.png``: per searcher row, the share of samples whose found chain skips,
-  uses once, or repeats each layer (a stacked bar per layer). Found chains: the best chain
-  of every sample where the search found a correct one.
-- ``lengths_<task>.png``: histogram of the best-chain length per searcher row, against the
+- ``layers_<task>.png``: per oracle row, the share of samples whose found chain skips, uses
+  once, or repeats each layer (a stacked bar per layer). Found chains: the best chain of
+  every sample where the search found a correct one.
+- ``lengths_<task>.png``: histogram of the best-chain length per oracle row, against the
   full depth (a dashed line).
 - ``pareto_<task>.png``: the task's main metric against mean depth, one point per row
   (searchers, fixed chains, plain runs), with the Pareto front (higher metric, lower depth).
 
-The ``none`` searcher only ever runs the full chain, so it is left out of the first two.
+Rows that searched nothing (searcher ``none``) only ever ran the full chain, so they are left
+out of the first two. matplotlib is imported only when a plot is drawn.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lm_eval_cola.chain import parse_chain
-
-if TYPE_CHECKING:
-    from lm_eval_cola.leaderboard import Board, Row
+from lm_eval_cola.records import Record
 
 COLORS = {"skipped": "#adb5bd", "used once": "#4c6ef5", "repeated": "#f76707"}
 
 
-def _pyplot():
+@dataclass
+class Series:
+    """One board row as one task's plots see it."""
+
+    model: str
+    variant: str
+    label: str  # the variant with its settings
+    kind: str  # "search" | "chain" | "plain"
+    oracle: bool
+    value: float | None = None  # the task's main metric
+    stderr: float | None = None
+    depth: float | None = None  # mean chain length / layers on this task
+    records: list[Record] = field(default_factory=list)  # this task's
+
+
+def _pyplot() -> Any:
     import matplotlib
 
-    matplotlib.use("Agg", force=True)
+    matplotlib.use("Agg", force=True)  # files only: never open a window or need a display
     import matplotlib.pyplot as plt
 
     return plt
@@ -38,48 +53,43 @@ def safe_name(task: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", task)
 
 
-def _row_name(row: Row, many_models: bool) -> str:
-    return f"{row.model} · {row.label}" if many_models else row.label
+def _name(series: Series, many_models: bool) -> str:
+    return f"{series.model} · {series.label}" if many_models else series.label
 
 
-def _short_names(rows: list[Row]) -> dict[int, str]:
+def _short_names(rows: list[Series]) -> list[str]:
     """Point labels: the variant alone where that is unambiguous."""
     many = len({r.model for r in rows}) > 1
-    names = {}
+    names = []
     for row in rows:
         twins = [r for r in rows if r.variant == row.variant and r.model == row.model]
         name = row.variant if len(twins) == 1 else row.label
-        names[id(row)] = f"{row.model} · {name}" if many else name
+        names.append(f"{row.model} · {name}" if many else name)
     return names
 
 
-def _records(row: Row, task: str) -> list[dict[str, Any]]:
-    return row.records_of(task)
+def searched(rows: list[Series]) -> list[Series]:
+    return [r for r in rows if r.oracle and r.records]
 
 
-def _searched_rows(board: Board, task: str) -> list[Row]:
-    return [r for r in board.rows
-            if r.kind == "search" and r.variant != "none" and _records(r, task)]
-
-
-def layer_counts(records: list[dict[str, Any]]) -> tuple[int, list[list[int]]]:
-    """(samples, per layer [skipped, used once, repeated]) over the found chains."""
-    found = [r for r in records if r["best_correct"]]
+def layer_counts(records: list[Record]) -> tuple[int, list[list[int]]]:
+    """(samples with a correct chain, per layer [skipped, used once, repeated]) over the
+    found chains."""
     if not records:
         return 0, []
-    num_layers = int(records[0]["num_layers"])
+    found = [r for r in records if r.best_correct]
+    num_layers = records[0].num_layers
     counts = [[0, 0, 0] for _ in range(num_layers)]
     for record in found:
-        length = max(int(record["best_length"]), 2 * num_layers)
-        chain = parse_chain(record["best_chain"], num_layers, length)
+        # the cap only guards parsing: a recorded chain was valid when it ran
+        chain = parse_chain(record.best_chain, num_layers, max(record.best_length, 2 * num_layers))
         for layer in range(num_layers):
-            uses = chain.count(layer)
-            counts[layer][min(uses, 2)] += 1
+            counts[layer][min(chain.count(layer), 2)] += 1
     return len(found), counts
 
 
-def plot_layers(board: Board, task: str, path: Path) -> bool:
-    rows = _searched_rows(board, task)
+def plot_layers(rows: list[Series], task: str, path: Path) -> bool:
+    rows = searched(rows)
     if not rows:
         return False
     plt = _pyplot()
@@ -87,7 +97,7 @@ def plot_layers(board: Board, task: str, path: Path) -> bool:
     height = 1.2 + 2.0 * len(rows)
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, height), squeeze=False)
     for ax, row in zip(axes[:, 0], rows, strict=True):
-        found, counts = layer_counts(_records(row, task))
+        found, counts = layer_counts(row.records)
         layers = list(range(len(counts)))
         bottom = [0.0] * len(counts)
         for k, (name, color) in enumerate(COLORS.items()):
@@ -100,7 +110,7 @@ def plot_layers(board: Board, task: str, path: Path) -> bool:
         ax.set_xlim(-0.6, len(counts) - 0.4)
         ax.set_ylim(0, 1)
         ax.set_ylabel("share")
-        ax.set_title(f"{_row_name(row, many)}: {found} of {len(_records(row, task))} samples "
+        ax.set_title(f"{_name(row, many)}: {found} of {len(row.records)} samples "
                      "with a correct chain", fontsize=10)
         ax.set_xticks(layers[:: max(1, len(layers) // 30)])
     axes[-1, 0].set_xlabel("layer")
@@ -113,24 +123,18 @@ def plot_layers(board: Board, task: str, path: Path) -> bool:
     return True
 
 
-def plot_lengths(board: Board, task: str, path: Path) -> bool:
-    rows = _searched_rows(board, task)
+def plot_lengths(rows: list[Series], task: str, path: Path) -> bool:
+    rows = searched(rows)
     if not rows:
         return False
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     many = len({r.model for r in rows}) > 1
-    depths = {int(rec["num_layers"]) for r in rows for rec in _records(r, task)}
+    depths = {rec.num_layers for r in rows for rec in r.records}
     relative = len(depths) > 1  # different models: lengths as a share of their depth
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    values = {}
-    for row in rows:
-        records = _records(row, task)
-        values[row.label if not many else _row_name(row, many)] = [
-            int(r["best_length"]) / int(r["num_layers"]) if relative else int(r["best_length"])
-            for r in records
-        ]
+    values = {_name(row, many): [rec.depth_ratio if relative else rec.best_length
+                                 for rec in row.records] for row in rows}
     top = max(max(v) for v in values.values())
     low = min(min(v) for v in values.values())
     full = 1.0 if relative else float(next(iter(depths)))
@@ -139,6 +143,7 @@ def plot_lengths(board: Board, task: str, path: Path) -> bool:
         bins = [i * step for i in range(int(low / step), int(max(top, full) / step) + 2)]
     else:  # one bin a length, from the shortest chain seen to the longest or full depth
         bins = [b - 0.5 for b in range(int(low), int(max(top, full)) + 2)]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.hist(list(values.values()), bins=bins, label=list(values), histtype="bar", alpha=0.85)
     ax.axvline(full, color="black", linestyle="--", linewidth=1.2, label="full depth")
     ax.set_xlabel("best-chain length / layers" if relative else "best-chain length (layers run)")
@@ -163,37 +168,30 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def plot_pareto(board: Board, task: str, path: Path) -> bool:
-    points = []
-    for row in board.rows:
-        score = row.scores.get(task)
-        depth = row.task_depth(task)
-        if score is None or score.value is None or depth is None:
-            continue
-        points.append((row, depth, score.value, score.stderr))
+def plot_pareto(rows: list[Series], task: str, metric: str, path: Path) -> bool:
+    points = [r for r in rows if r.value is not None and r.depth is not None]
     if not points:
         return False
+    xy = [(float(r.depth or 0.0), float(r.value or 0.0)) for r in points]  # all present
     plt = _pyplot()
-    names = _short_names([r for r, *_ in points])
     fig, ax = plt.subplots(figsize=(8, 5))
     placed: dict[tuple[float, float], int] = {}
-    for row, depth, value, stderr in points:
+    for row, name, (depth, value) in zip(points, _short_names(points), xy, strict=True):
         if row.oracle:
             marker, color = "*", "#f76707"
         elif row.kind == "chain":
             marker, color = "o", "#4c6ef5"
         else:  # the full chain: a plain run or searcher none
             marker, color = "s", "#495057"
-        ax.errorbar(depth, value, yerr=stderr, fmt=marker, color=color, markersize=10,
+        ax.errorbar(depth, value, yerr=row.stderr, fmt=marker, color=color, markersize=10,
                     capsize=3)
         spot = (round(depth, 3), round(value, 4))
         stack = placed[spot] = placed.get(spot, -1) + 1  # points on one spot: labels stack
-        ax.annotate(names[id(row)], (depth, value), textcoords="offset points",
+        ax.annotate(name, (depth, value), textcoords="offset points",
                     xytext=(7, 5 + 11 * stack), fontsize=8)
-    front = pareto_front([(d, v) for _, d, v, _ in points])
+    front = pareto_front(xy)
     ax.plot([d for d, _ in front], [v for _, v in front], color="#868e96", linestyle=":",
             linewidth=1, label="Pareto front")
-    metric = board.metric_of(task)
     ax.set_xlabel("mean depth (chain length / layers)")
     ax.set_ylabel(metric)
     ax.set_title(f"{task}: {metric} vs depth (★ oracle search, ■ full chain, ● fixed chain)",
@@ -206,13 +204,17 @@ def plot_pareto(board: Board, task: str, path: Path) -> bool:
     return True
 
 
-def write_plots(board: Board, out_dir: Path) -> list[Path]:
-    """All plots of the board into ``out_dir``; returns the files written."""
+def write_plots(tasks: dict[str, tuple[str, list[Series]]], out_dir: Path) -> list[Path]:
+    """All plots into ``out_dir``: ``tasks`` maps a task to (its metric's label, its series).
+    Returns the files written."""
     written = []
-    for task in board.tasks:
-        for kind, plot in (("pareto", plot_pareto), ("layers", plot_layers),
-                           ("lengths", plot_lengths)):
-            path = Path(out_dir) / f"{kind}_{safe_name(task)}.png"
-            if plot(board, task, path):
-                written.append(path)
+    for task, (metric, rows) in tasks.items():
+        pareto, layers, lengths = (Path(out_dir) / f"{kind}_{safe_name(task)}.png"
+                                   for kind in ("pareto", "layers", "lengths"))
+        if plot_pareto(rows, task, metric, pareto):
+            written.append(pareto)
+        if plot_layers(rows, task, layers):
+            written.append(layers)
+        if plot_lengths(rows, task, lengths):
+            written.append(lengths)
     return written

@@ -50,7 +50,9 @@ Network: the ``json`` builder reading local files does not contact the hub, so n
 variable is set; the tests check this with sockets blocked.
 
 Call :func:`install` once ``lm_eval.api.task`` is importable (it imports that module itself; the
-start-up hook calls it right after lm-eval's task machinery is imported). It is idempotent.
+start-up hook calls it right after lm-eval's task machinery is imported). It is idempotent, and
+refuses (one line) an lm-eval outside the tested range (``compat/version.py``).
+The old import path ``lm_eval_cola.local_tasks`` re-exports this module.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from lm_eval_cola.compat.version import check_lm_eval_version
 from lm_eval_cola.errors import UserError
 
 __all__ = [
@@ -263,11 +266,13 @@ def install() -> bool:
 
     Returns True when it patched, False when already installed (idempotent). Without the
     environment variable the patched method calls lm-eval's own one, so behaviour is unchanged.
+    Raises ``UnsupportedLmEvalError`` when the installed lm-eval is outside the tested range.
     """
     from lm_eval.api.task import ConfigurableTask
 
     if is_installed():
         return False
+    check_lm_eval_version()
     original = ConfigurableTask.download
 
     # Why a patch: every lm-eval task, whichever model, CLI or API, group or tag, gets its data

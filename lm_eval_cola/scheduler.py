@@ -1,0 +1,98 @@
+"""Run many per-sample searches in one thread, batching their evaluations.
+
+Each sample's search is an ask/tell object (``Search``): ``advance(None)`` starts it and
+``advance(answers)`` hands it the answers to what it last asked; each returns the next
+asks, or None when the search is done. ``run_searches`` keeps up to ``width`` searches in
+flight; when every search in flight has asked, it answers all their asks with one
+``evaluate_many`` call (so a caller can run them as one batched forward) and advances
+each search with its own answers.
+
+What a search asks depends only on its own answers, so its result does not depend on
+which searches share its batches. Finished searches are reported in start order within a
+round, as soon as they finish, so a run that dies keeps every finished sample.
+
+Per-sample seconds are measured here, once: the time spent in the search's own
+``advance`` calls plus, for each batch, its share (its asks / the batch's asks) of the
+time ``evaluate_many`` took. The shares add up to the run's evaluation time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Search(Protocol):
+    def advance(self, answers: list[Any] | None) -> list[Any] | None:
+        """Start (``answers`` None) or go on; the next asks (non-empty), or None: done."""
+
+
+@dataclass(eq=False)
+class _InFlight:
+    index: int
+    search: Search
+    asks: list[Any] | None
+    seconds: float = 0.0
+
+
+def run_searches(
+    starts: Iterable[Callable[[], Search]],
+    evaluate_many: Callable[[list[Any]], list[Any]],
+    on_done: Callable[[int, Search, float], None],
+    width: int,
+) -> None:
+    """Run each search made by ``starts`` (called in order, when a place is free) to its
+    end. ``evaluate_many(asks) -> answers`` (same order) answers the asks of every search
+    in flight at once; ``on_done(index, search, seconds)`` is called as each one ends."""
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
+    pending = iter(enumerate(starts))
+    flight: list[_InFlight] = []
+    exhausted = False
+    while True:
+        while not exhausted and len(flight) < width:
+            item = next(pending, None)
+            if item is None:
+                exhausted = True
+                break
+            index, start = item
+            began = time.perf_counter()
+            search = start()
+            running = _InFlight(index, search, None)
+            running.asks = _advance(running, None, began)
+            if running.asks is None:
+                on_done(index, search, running.seconds)
+            else:
+                flight.append(running)
+        if not flight:
+            return
+        asks = [ask for running in flight for ask in running.asks or ()]
+        began = time.perf_counter()
+        answers = evaluate_many(asks)
+        took = time.perf_counter() - began
+        if len(answers) != len(asks):
+            raise ValueError(f"evaluate_many gave {len(answers)} answers to {len(asks)} asks")
+        offset = 0
+        still: list[_InFlight] = []
+        for running in flight:
+            count = len(running.asks or ())
+            running.seconds += took * count / len(asks)
+            running.asks = _advance(running, answers[offset:offset + count])
+            offset += count
+            if running.asks is None:
+                on_done(running.index, running.search, running.seconds)
+            else:
+                still.append(running)
+        flight = still
+
+
+def _advance(running: _InFlight, answers: list[Any] | None,
+             began: float | None = None) -> list[Any] | None:
+    began = time.perf_counter() if began is None else began
+    asks = running.search.advance(answers)
+    running.seconds += time.perf_counter() - began
+    if asks is not None and not asks:
+        raise ValueError("a search asked for nothing; return None when it is done")
+    return asks

@@ -1,0 +1,135 @@
+"""Searches side by side in one thread: every ask answered, batches across searches,
+bounded width, results independent of width, errors surface at once, seconds add up."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from lm_eval_cola.scheduler import run_searches
+
+
+class Chained:
+    """Asks ``length`` times, each ask the previous answer; several asks at a time when
+    ``fan`` > 1. Records the thread each step ran in."""
+
+    def __init__(self, index: int, length: int, fan: int = 1):
+        self.value, self.left, self.fan = index, length, fan
+        self.seen: list[int] = []
+        self.threads: list[threading.Thread] = []
+
+    def advance(self, answers):
+        self.threads.append(threading.current_thread())
+        if answers is not None:
+            self.seen += answers
+            self.value = answers[-1]
+        if self.left <= 0:
+            return None
+        count = min(self.fan, self.left)
+        self.left -= count
+        return [self.value + k for k in range(count)]
+
+
+def run(lengths: list[int], width: int, fan: int = 1):
+    batches: list[int] = []
+    done: list[tuple[int, list]] = []
+
+    def evaluate_many(asks):
+        batches.append(len(asks))
+        return [ask * 2 + 1 for ask in asks]
+
+    def on_done(index, search, seconds):
+        assert seconds >= 0
+        done.append((index, search.seen))
+
+    run_searches([lambda i=i, n=n: Chained(i, n, fan) for i, n in enumerate(lengths)],
+                 evaluate_many, on_done, width)
+    return done, batches
+
+
+def expected(index: int, length: int) -> list[int]:
+    value, out = index, []
+    for _ in range(length):
+        value = value * 2 + 1
+        out.append(value)
+    return out
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 8])
+def test_every_search_gets_its_own_answers(width):
+    lengths = [3, 1, 4, 1, 5, 0, 2]
+    done, batches = run(lengths, width)
+    assert sorted(done) == [(i, expected(i, n)) for i, n in enumerate(lengths)]
+    assert max(batches) <= width
+    assert sum(batches) == sum(lengths)
+    if width > 1:
+        assert max(batches) > 1, "asks of several searches must share a call"
+
+
+def test_several_asks_of_one_search_share_a_call():
+    done, batches = run([4, 6], width=2, fan=3)
+    assert batches[0] == 6 and sum(batches) == 10
+    assert [len(seen) for _, seen in sorted(done)] == [4, 6]
+
+
+def test_results_and_their_order_do_not_depend_on_width_or_repeats():
+    lengths = [5, 2, 7, 3, 3, 6, 1, 4]
+    first = run(lengths, 3)
+    for _ in range(3):
+        assert run(lengths, 3) == first
+    assert sorted(run(lengths, 1)[0]) == sorted(first[0])
+
+
+def test_everything_runs_in_the_calling_thread():
+    caller = threading.current_thread()
+    searches = [Chained(0, 3), Chained(1, 2)]
+    run_searches([lambda s=s: s for s in searches], lambda asks: asks,
+                 lambda *_: None, width=2)
+    assert {t for s in searches for t in s.threads} == {caller}
+
+
+def test_a_failing_search_raises_in_the_caller_and_stops_the_others():
+    class Failing(Chained):
+        def advance(self, answers):
+            if answers is not None:
+                raise ValueError("bad doc 7")
+            return [0]
+
+    started = []
+
+    def make(cls, *args):
+        def start():
+            started.append(cls.__name__)
+            return cls(*args)
+        return start
+
+    with pytest.raises(ValueError, match="bad doc 7"):
+        run_searches([make(Chained, 0, 10**6), make(Failing, 1, 1), make(Chained, 2, 10**6),
+                      make(Chained, 3, 1)], lambda asks: asks, lambda *_: None, width=3)
+    assert started == ["Chained", "Failing", "Chained"]
+
+
+def test_seconds_are_own_time_plus_a_share_of_each_batch():
+    import time
+
+    seconds = {}
+
+    def evaluate_many(asks):
+        time.sleep(0.02 * len(asks))
+        return asks
+
+    run_searches([lambda: Chained(0, 2), lambda: Chained(1, 2, fan=3)], evaluate_many,
+                 lambda i, s, sec: seconds.__setitem__(i, sec), width=2)
+    # batches: [1 + 2 asks], [1 ask]: search 0 gets 1/3 of the first and all of the second
+    assert seconds[0] == pytest.approx(0.02 + 0.02, abs=0.015)
+    assert seconds[1] == pytest.approx(0.04, abs=0.015)
+
+
+def test_an_empty_ask_is_refused():
+    class Empty(Chained):
+        def advance(self, answers):
+            return []
+
+    with pytest.raises(ValueError, match="asked for nothing"):
+        run_searches([lambda: Empty(0, 1)], lambda asks: asks, lambda *_: None, width=1)
