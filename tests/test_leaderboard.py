@@ -9,9 +9,6 @@ needs those model runs; the same rules are checked on fixture files, without a m
 
 from __future__ import annotations
 
-import base64
-import csv
-import dataclasses
 import json
 import os
 import shutil
@@ -21,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.board_checks import check_rows, check_written, counts, source_of
 from tests.reports_browser import Browser, find_browser, page_url
-from tests.test_reports_render import PageParser
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("COLA_DATA_DIR"), reason="needs COLA_DATA_DIR (local benchmark data)"
@@ -38,11 +35,6 @@ LIMIT, BUDGET = 3, 4
 # Short generations keep gsm8k fast on the tiny model (its prompts need no few-shot here).
 EVAL = {"num_fewshot": 0, "gen_kwargs": "max_gen_toks=8"}
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def counts(summary):
-    """A summary without its time: results files keep the total to 3 decimals only."""
-    return dataclasses.replace(summary, total_ticks=0)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -93,11 +85,6 @@ def results_file(folder: Path) -> Path:
 
 def load(path: Path) -> dict:
     return json.loads(path.read_text())
-
-
-def source_of(row) -> dict:
-    (path,) = row.sources
-    return load(path)
 
 
 # ---------------------------------------------------------------------------- compare
@@ -164,51 +151,12 @@ def test_compare_rejects_bad_variants(tmp_path):
 
 def test_table_numbers_equal_those_in_the_inputs(runs):
     from lm_eval_cola.reports import build_board
-    from lm_eval_cola.summary import Summary
 
     board = build_board([runs["cmp"], runs["base"]])
     assert not board.errors and not board.warnings
     assert board.tasks == TASKS
     assert len(board.rows) == len(VARIANTS) + 1
-    for row in board.rows:
-        data = source_of(row)
-        for task in TASKS:
-            score, results = row.scores[task], data["results"][task]
-            metric, _, filt = MAIN_METRIC[task].partition(",")
-            assert score.metric == MAIN_METRIC[task]
-            assert score.value == results[MAIN_METRIC[task]]
-            assert score.stderr == results[f"{metric}_stderr,{filt}"]
-        assert row.average == sum(data["results"][t][MAIN_METRIC[t]] for t in TASKS) / len(TASKS)
-        assert row.wall_seconds == pytest.approx(float(data["total_evaluation_time_seconds"]),
-                                                 abs=1e-3)
-        config = data["config"]
-        assert row.oracle == config.get("cola_oracle", False)
-        if row.kind == "search":
-            summary = config["cola_summary"]
-            assert row.summary == Summary.from_dict(summary)  # exact, as the run wrote it
-            # searcher none searched nothing: the table shows no finding for it
-            for key in ("shorter_when_right", "fixed_when_wrong"):
-                assert getattr(row, key) == (summary[key] if row.variant != "none" else None)
-            assert row.depth_ratio == summary["mean_depth_ratio"]
-            assert row.evaluations == summary["mean_evaluations"]
-            # the records give the same findings, and the per-task ones
-            assert len(row.records) == LIMIT * len(TASKS)
-            again = Summary.from_records(row.records)
-            assert counts(again) == counts(row.summary)
-            for key in ("shorter_when_right", "fixed_when_wrong", "mean_depth_ratio",
-                        "mean_evaluations", "samples"):
-                assert again.as_dict()[key] == summary[key]
-            for task in TASKS:
-                mine = [r for r in row.records if r.task == task]
-                assert row.task_summaries[task] == Summary.from_records(mine)
-        else:
-            assert row.depth_ratio == config.get("cola_depth_ratio", 1.0)
-            assert row.evaluations == 1.0 and row.summary is None
-    # deployable rows first, then oracle rows: each group ranked by its own average
-    assert board.rows == board.deployable + board.oracles
-    for group in (board.deployable, board.oracles):
-        averages = [r.average for r in group]
-        assert averages == sorted(averages, reverse=True)
+    check_rows(board, LIMIT)
 
 
 def test_mixed_hf_and_cola_rows(runs):
@@ -232,47 +180,11 @@ def test_mixed_hf_and_cola_rows(runs):
 
 
 def test_outputs_csv_markdown_html_and_plots(runs, tmp_path):
-    from lm_eval_cola.reports import build_board, fmt_score, write_board
+    from lm_eval_cola.reports import build_board, write_board
 
     board = build_board([runs["cmp"], runs["base"]])
     paths = write_board(board, tmp_path / "board")
-    with open(paths["csv"], newline="") as handle:
-        table = list(csv.DictReader(handle))
-    assert len(table) == len(board.rows)
-    for line, row in zip(table, board.rows, strict=True):
-        data = source_of(row)
-        assert (line["model"], line["variant"]) == (row.model, row.variant)
-        for task in TASKS:
-            assert float(line[f"{task} value"]) == data["results"][task][MAIN_METRIC[task]]
-            assert line[f"{task} metric"] == MAIN_METRIC[task]
-        if row.kind == "search":
-            summary = data["config"]["cola_summary"]
-            for key in ("shorter_when_right", "fixed_when_wrong"):
-                expected = summary[key] if row.variant != "none" else None
-                assert (line[key] == "") if expected is None else float(line[key]) == expected
-    markdown = paths["markdown"].read_text()
-    for row in board.rows:
-        assert fmt_score(row.scores["arc_challenge"]) in markdown
-
-    names = {p.name for p in paths["plots"]}
-    for task in TASKS:
-        assert {f"pareto_{task}.png", f"layers_{task}.png", f"lengths_{task}.png"} <= names
-    import matplotlib.image
-
-    for plot in paths["plots"]:
-        assert plot.read_bytes().startswith(PNG)
-        pixels = matplotlib.image.imread(plot)
-        assert pixels.shape[0] > 100 and pixels.shape[1] > 100 and pixels.std() > 0.01
-
-    page = paths["html"].read_text()
-    parser = PageParser()
-    parser.feed(page)
-    assert parser.external == [], "the page must not load anything"
-    assert len(parser.images) == len(paths["plots"])
-    for image in parser.images:
-        assert base64.b64decode(image.removeprefix("data:image/png;base64,")).startswith(PNG)
-    assert parser.scripts == 1 and parser.tables >= 1
-    assert parser.body_rows >= len(board.rows)
+    check_written(board, paths, LIMIT, tables=3)
     check_renders(paths, board)
 
 

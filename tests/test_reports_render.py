@@ -3,16 +3,13 @@ fixture results and records files (no model runs)."""
 
 from __future__ import annotations
 
-import base64
-import csv
 import html
 import json
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from lm_eval_cola.reports import build_board, fmt_score, main, write_board
+from lm_eval_cola.reports import build_board, main, write_board
 from lm_eval_cola.reports.render import (
     ORACLE_HEADING,
     ORACLE_NOTE,
@@ -21,7 +18,8 @@ from lm_eval_cola.reports.render import (
     to_html,
     to_markdown,
 )
-from tests.reports_fixtures import LIMIT, MAIN_METRIC, TASKS, load, make_runs, write_run
+from tests.board_checks import check_written
+from tests.reports_fixtures import LIMIT, load, make_runs, write_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -37,83 +35,9 @@ def written(runs, tmp_path_factory):
     return board, write_board(board, tmp_path_factory.mktemp("board"))
 
 
-def source_of(row) -> dict:
-    (path,) = row.sources
-    return load(path)
-
-
-class PageParser(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.external, self.images = [], []
-        self.scripts = self.tables = self.body_rows = 0
-        self._in_body = False
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "img":
-            self.images.append(attrs.get("src", ""))
-            if not attrs.get("src", "").startswith("data:image/png;base64,"):
-                self.external.append(attrs.get("src"))
-        elif tag in ("script", "link", "iframe"):
-            self.scripts += tag == "script"
-            if attrs.get("src") or attrs.get("href"):
-                self.external.append(attrs.get("src") or attrs.get("href"))
-        elif tag == "table":
-            self.tables += 1
-        elif tag == "tbody":
-            self._in_body = True
-        elif tag == "tr" and self._in_body:
-            self.body_rows += 1
-
-    def handle_endtag(self, tag):
-        if tag == "tbody":
-            self._in_body = False
-
-
 def test_outputs_csv_markdown_html_and_plots(written):
     board, paths = written
-    with open(paths["csv"], newline="") as handle:
-        table = list(csv.DictReader(handle))
-    assert len(table) == len(board.rows)  # every row, oracle or not, with an oracle column
-    for line, row in zip(table, board.rows, strict=True):
-        data = source_of(row)
-        assert (line["model"], line["variant"]) == (row.model, row.variant)
-        assert line["oracle"] == str(data["config"].get("cola_oracle", False))
-        for task in TASKS:
-            assert float(line[f"{task} value"]) == data["results"][task][MAIN_METRIC[task]]
-            assert line[f"{task} metric"] == MAIN_METRIC[task]
-            assert int(line[f"{task} samples"]) == LIMIT
-        assert float(line["wall_seconds"]) == pytest.approx(
-            float(data["total_evaluation_time_seconds"]), abs=1e-3)
-        if row.kind == "search":
-            summary = data["config"]["cola_summary"]
-            for key in ("shorter_when_right", "fixed_when_wrong"):
-                expected = summary[key] if row.variant != "none" else None
-                assert (line[key] == "") if expected is None else float(line[key]) == expected
-    markdown = paths["markdown"].read_text()
-    for row in board.rows:
-        assert fmt_score(row.scores["arc_challenge"]) in markdown
-
-    names = {p.name for p in paths["plots"]}
-    for task in TASKS:
-        assert {f"pareto_{task}.png", f"layers_{task}.png", f"lengths_{task}.png"} <= names
-    import matplotlib.image
-
-    for plot in paths["plots"]:
-        assert plot.read_bytes().startswith(PNG)
-        pixels = matplotlib.image.imread(plot)
-        assert pixels.shape[0] > 100 and pixels.shape[1] > 100 and pixels.std() > 0.01
-
-    page = paths["html"].read_text()
-    parser = PageParser()
-    parser.feed(page)
-    assert parser.external == [], "the page must not load anything"
-    assert len(parser.images) == len(paths["plots"])
-    for image in parser.images:
-        assert base64.b64decode(image.removeprefix("data:image/png;base64,")).startswith(PNG)
-    assert parser.scripts == 1 and parser.tables == 3  # deployable, oracle, per task
-    assert parser.body_rows >= len(board.rows)
+    check_written(board, paths, LIMIT, tables=3)
 
 
 def test_oracle_rows_have_their_own_table_with_the_note(written):
