@@ -205,60 +205,7 @@ def check_renders(paths: dict, board) -> None:
         assert browser.console_errors() == []
 
 
-# ---------------------------------------------------------------------------- bad inputs
-
-
-def test_missing_and_malformed_dirs_error_and_the_others_still_make_a_table(runs, tmp_path,
-                                                                            capsys):
-    from lm_eval_cola.cli import main
-
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / "results_2024.json").write_text('{"results": ')
-    alien = tmp_path / "alien"
-    alien.mkdir()
-    (alien / "results_1.json").write_text('{"something": "else"}')
-    missing = tmp_path / "missing"
-    out = tmp_path / "board"
-    status = main(["leaderboard", str(missing), str(empty), str(runs["cmp"]), str(broken),
-                   str(alien), "--out", str(out), "--no_plots"])
-    captured = capsys.readouterr()
-    errors = [ln for ln in captured.err.splitlines() if ln.startswith("error: ")]
-    assert errors == [
-        f"error: run directory {str(missing)!r} does not exist",
-        f"error: no lm-eval results files (results*.json) under {str(empty)!r}",
-        errors[2],
-        f"error: {str(alien / 'results_1.json')!r} is not an lm-eval results file "
-        "(no 'results' and 'config' objects)",
-    ]
-    assert errors[2].startswith(f"error: {str(broken / 'results_2024.json')!r} is not valid JSON")
-    assert status == 1
-    assert "| none |" in captured.out and "| mcts |" in captured.out
-    assert (out / "leaderboard.md").is_file() and (out / "leaderboard.html").is_file()
-
-    status = main(["leaderboard", str(missing), str(broken)])
-    captured = capsys.readouterr()
-    assert status == 2
-    assert captured.err.startswith("error: no usable lm-eval results in")
-    assert len(captured.err.strip().splitlines()) == 1
-
-
-def test_corrupt_records_warn_and_keep_the_row(runs, tmp_path):
-    from lm_eval_cola.reports import build_board
-    from lm_eval_cola.summary import Summary
-
-    copy = tmp_path / "mcts"
-    shutil.copytree(runs["cmp"] / "mcts", copy)
-    (records,) = copy.rglob("cola-records_*.jsonl")
-    lines = records.read_text().splitlines()
-    records.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
-    board = build_board([copy])
-    (row,) = board.rows
-    assert any("corrupt records file" in w for w in board.warnings)
-    assert row.summary == Summary.from_dict(source_of(row)["config"]["cola_summary"])
-    assert row.records == []
+# ---------------------------------------------------------------------------- merging
 
 
 def test_files_of_one_run_with_disjoint_tasks_merge_into_one_row(runs, tmp_path):

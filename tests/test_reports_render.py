@@ -82,8 +82,20 @@ def test_text_from_the_inputs_is_escaped(tmp_path):
     assert "| <b>x\\|y</b> |" in to_markdown(board)
 
 
+def leaderboard_entry(name: str):
+    """The leaderboard as ``python -m lm_eval_cola.reports`` or as ``lm-eval-cola
+    leaderboard`` (the command table in cli.py) runs it."""
+    if name == "reports":
+        return main
+    from lm_eval_cola.cli import main as cli_main
+
+    return lambda argv: cli_main(["leaderboard", *argv])
+
+
+@pytest.mark.parametrize("entry", ["reports", "lm-eval-cola"])
 def test_missing_and_malformed_dirs_error_and_the_others_still_make_a_table(runs, tmp_path,
-                                                                            capsys):
+                                                                            capsys, entry):
+    main = leaderboard_entry(entry)
     empty = tmp_path / "empty"
     empty.mkdir()
     broken = tmp_path / "broken"
