@@ -14,9 +14,16 @@ Each variant is one run of lm-eval's own evaluator (``simple_evaluate``, saved b
     <output>/<variant>/<model name>/results_<date>.json    lm-eval's results
     <output>/<variant>/<model name>/cola-records_*.jsonl   the per-sample records
 
+With ``--seeds N`` (N > 1) each searcher variant (not ``none``, ``hf`` or a fixed chain,
+which have no randomness) runs N times, with seeds seed, seed+1, ..., each in its own folder
+``<output>/<variant>/seed<k>/``; the leaderboard shows such a variant as one row, mean ± sd
+over the seeds.
+
 A variant whose complete results already sit in its folder (same lm-eval model, model_args,
-limit and all the tasks) is skipped, so a re-run after a crash does only what is missing; a
-variant that died half-way resumes from its records. It ends by printing the leaderboard.
+limit and all the tasks; a seed's run is looked for anywhere under ``<output>/<variant>/``,
+so a seed run before, with or without ``--seeds``, counts) is skipped, so a re-run after a
+crash does only what is missing; a variant that died half-way resumes from its records. It
+ends by printing the leaderboard.
 """
 
 from __future__ import annotations
@@ -50,9 +57,15 @@ class Variant:
     model: str  # the lm-eval model
     model_args: str  # the full model_args text
     folder: Path  # lm-eval's output_path for this variant
+    seed: int | None = None  # searchers: this run's seed
+    home: Path | None = None  # where its complete results are looked for (default: folder)
 
     def __str__(self) -> str:
         return f"{self.model} {self.model_args}".strip()
+
+    @property
+    def search_folder(self) -> Path:
+        return self.home or self.folder
 
 
 def _join_args(*parts: str) -> str:
@@ -73,8 +86,9 @@ def plain_model_args(extra: str) -> str:
 
 
 def make_variants(names: list[str], output: Path, extra: str, seed: int,
-                  budget: int | None) -> list[Variant]:
-    """The variants of ``--searchers``; UserError names a bad one and what is allowed."""
+                  budget: int | None, seeds: int = 1) -> list[Variant]:
+    """The variants of ``--searchers`` (a searcher's once a seed of ``seeds``); UserError
+    names a bad one and what is allowed."""
     from lm_eval_cola.searchers import SEARCHERS, searcher_names
 
     given = parse_model_args(extra)
@@ -97,12 +111,20 @@ def make_variants(names: list[str], output: Path, extra: str, seed: int,
             own = "" if model != "cola_hf" else f"searcher={name}"
             # none runs only the full chain: a budget would change nothing but its settings
             spend = f"budget={budget}" if budget is not None and name != "none" else ""
-            args = _join_args(extra, own, f"seed={seed}", spend)
+            home = output / _folder_name(name)
+            if name == "none" or seeds == 1:  # none: one chain, no randomness
+                args = _join_args(extra, own, f"seed={seed}", spend)
+                variants.append(Variant(name, model, args, home, seed, home))
+                continue
+            for k in range(seed, seed + seeds):
+                args = _join_args(extra, own, f"seed={k}", spend)
+                variants.append(Variant(name, model, args, home / f"seed{k}", k, home))
+            continue
         else:
             raise UserError(f"unknown variant {name!r}; allowed: {', '.join(searcher_names())}, "
                             "hf, chain:<text>")
         variants.append(Variant(name, model, args, output / _folder_name(name)))
-    if len({v.name for v in variants}) != len(variants):
+    if len({(v.name, v.seed) for v in variants}) != len(variants):
         raise UserError("--searchers names a variant twice")
     return variants
 
@@ -124,12 +146,12 @@ def complete_results(variant: Variant, tasks: list[str], limit: Any,
                      eval_kwargs: dict[str, Any] | None = None) -> Path | None:
     """A results file in the variant's folder from exactly this run with every task: the
     same lm-eval model, model_args, limit, gen_kwargs and (when given) num_fewshot."""
-    if not variant.folder.is_dir():
+    if not variant.search_folder.is_dir():
         return None
     from lm_eval_cola.reports import RunDirError, read_run_file
     from lm_eval_cola.reports import parse_model_args as stored_args
 
-    for path in sorted(variant.folder.rglob("results*.json"), reverse=True):
+    for path in sorted(variant.search_folder.rglob("results*.json"), reverse=True):
         try:
             run = read_run_file(path)
         except RunDirError:
@@ -216,14 +238,17 @@ def compare(searchers: list[str], tasks: list[str], output: str | Path, limit: A
             budget: int | None = None, seed: int = 1234, model_args: str = "",
             include_path: str | None = None, task_manager: Any = None,
             eval_kwargs: dict[str, Any] | None = None,
-            processes: int = 1) -> list[tuple[Variant, str]]:
-    """Run the variants that are not complete yet; returns (variant, "ran"|"skipped")."""
+            processes: int = 1, seeds: int = 1) -> list[tuple[Variant, str]]:
+    """Run the variants that are not complete yet (a searcher's once a seed, ``seeds``
+    seeds from ``seed``); returns (variant, "ran"|"skipped")."""
     if not tasks:
         raise UserError("--tasks is empty; give e.g. --tasks arc_challenge,gsm8k")
     if processes < 1:
         raise UserError(f"--processes must be >= 1, got {processes}")
+    if seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {seeds}")
     output = Path(output)
-    variants = make_variants(searchers, output, model_args or "", seed, budget)
+    variants = make_variants(searchers, output, model_args or "", seed, budget, seeds)
     _ensure_hooks()
     done: list[tuple[Variant, str]] = []
     started = time.perf_counter()
@@ -261,6 +286,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, default=None,
                         help="chain evaluations per sample for the searchers (default: theirs)")
     parser.add_argument("--seed", type=int, default=1234, help="the searchers' seed")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="runs per searcher variant, with seeds seed, seed+1, ... (default 1);"
+                             " the leaderboard shows their mean ± sd")
     parser.add_argument("--output", required=True, help="folder for all variants' outputs")
     parser.add_argument("--model_args", default="",
                         help="passed to every variant, e.g. pretrained=...,dtype=bfloat16 "
@@ -277,8 +305,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the leaderboard files (md, csv, html, plots) here")
 
 
-def run(args: argparse.Namespace) -> int:
-    """The ``compare`` subcommand."""
+def run(args: argparse.Namespace, task_manager: Any = None) -> int:
+    """The ``compare`` subcommand (``task_manager``: lm-eval's, made here when None)."""
     from lm_eval_cola.reports import build_board, report
 
     limit: Any = args.limit
@@ -301,7 +329,8 @@ def run(args: argparse.Namespace) -> int:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     done = compare(searchers, tasks, args.output, limit=limit, budget=args.budget,
                    seed=args.seed, model_args=args.model_args, include_path=args.include_path,
-                   eval_kwargs=eval_kwargs, processes=args.processes)
+                   eval_kwargs=eval_kwargs, processes=args.processes, seeds=args.seeds,
+                   task_manager=task_manager)
     # the table of exactly this comparison's results (a folder may hold other budgets too)
     files = [complete_results(v, tasks, limit, eval_kwargs) for v, _ in done]
     board = build_board([f for f in files if f is not None])

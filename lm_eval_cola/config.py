@@ -22,6 +22,8 @@ from lm_eval_cola.fast import DEFAULT_CACHE_BYTES
 from lm_eval_cola.searchers import SEARCHERS, Searcher, get_searcher, searcher_names
 
 DEFAULT_SEARCH_BATCH = 16
+CONTROLS = ("decoy",)  # control=: a chance control searched beside each sample
+RECORD_CHAINS = ("best", "all")  # record_chains=: which evaluated chains a record lists
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class ColaConfig:
     fast: bool = True
     prefix_cache_bytes: int = DEFAULT_CACHE_BYTES
     search_batch: int = DEFAULT_SEARCH_BATCH
+    control: str | None = None  # "decoy": search each sample toward a wrong target too
+    record_chains: str = "best"  # "all": every evaluated chain in the record
 
     def __post_init__(self) -> None:
         _check_int("seed", self.seed, None, "an integer")
@@ -56,6 +60,19 @@ class ColaConfig:
         if isinstance(self.chain, str) and not self.chain.strip():
             raise UserError("empty chain=; allowed: a chain such as 0-9+9*2+12-29, "
                             "identity, or a chain file (leave chain= out for the identity chain)")
+        if self.control is not None and self.control not in CONTROLS:
+            raise UserError(f"bad control {self.control!r}; allowed: none, "
+                            f"{', '.join(CONTROLS)}")
+        if self.record_chains not in RECORD_CHAINS:
+            raise UserError(f"bad record_chains {self.record_chains!r}; allowed: "
+                            f"{', '.join(RECORD_CHAINS)}")
+        if self.searcher is None:
+            given = [f"{name}={getattr(self, name)}" for name, default in
+                     (("control", None), ("record_chains", "best"))
+                     if getattr(self, name) != default]
+            if given:  # a fixed chain searches nothing and keeps no records
+                raise UserError(f"{given[0]} needs a searcher; add searcher=<"
+                                f"{'|'.join(searcher_names())}> or drop it")
         if self.searcher is not None:
             self.make_searcher(None)  # checks the settings now, before the model loads
         if self.records is not None:
@@ -117,6 +134,8 @@ class ColaConfig:
                 elif key in all_settings:
                     raise UserError(f"setting {key!r} does not apply to searcher {name!r}; "
                                     f"its settings: {', '.join(sorted(own))}")
+        if isinstance(values.get("control"), str) and values["control"].lower() == "none":
+            values["control"] = None  # as text from a caller that does not parse "none"
         if values.get("records") not in (None, ""):
             values["records"] = Path(str(values["records"]))
         else:

@@ -189,7 +189,8 @@ class ColaHFLM(HFLM):
                         seed=self.cola.seed, keep_correct=self.cola.keep_correct,
                         dtype=str(self.model.dtype), oracle_metric=self.cola.oracle_metric,
                         oracle_filter=self.cola.oracle_filter,
-                        max_chain_length=self.max_chain_length)
+                        max_chain_length=self.max_chain_length, control=self.cola.control,
+                        record_chains=self.cola.record_chains)
 
     def records_file(self, rank: int | None = None) -> Path | None:
         """This rank's records file (or ``rank``'s); None when there is nowhere to keep it."""
@@ -212,9 +213,8 @@ class ColaHFLM(HFLM):
         })
         if self.searcher is not None:
             search = self.oracle_search()
-            info["cola_searcher"] = self.searcher.name
-            info["cola_settings"] = jsonable(self.searcher.settings)
-            info["cola_seed"] = self.cola.seed
+            info.update(cola_searcher=self.searcher.name, cola_control=self.cola.control,
+                        cola_settings=jsonable(self.searcher.settings), cola_seed=self.cola.seed)
             info["cola_records"] = str(search.records_file) if search.records_file else None
             if self.world_size > 1 and search.records_file is not None:
                 # get_model_info runs on rank 0 only: name every rank's file.

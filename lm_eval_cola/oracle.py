@@ -6,6 +6,10 @@ answer first goes through one of the task's own filter pipelines, then through
 ``process_results``. "Correct" means the chosen metric reaches its maximum (1.0).
 A graded score (the gold choice's log-likelihood margin, where the task has a
 single gold choice) guides search and breaks ties; it never decides correctness.
+
+A chain whose log-likelihoods are not all finite (NaN, or -inf from an overflowed chain)
+answers nothing: it is judged wrong with the worst score, whatever the task's metric says
+(``argmax`` of NaNs is 0, so without this rule a broken chain "answers" choice 0).
 """
 
 from __future__ import annotations
@@ -39,8 +43,15 @@ def flatten_tasks(task_dict: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Judgement:
+    """What one chain's responses do on one sample."""
+
     correct: bool
     score: float
+    finite: bool = True  # every log-likelihood finite (always True for generated text)
+    # The answer the chain gave: multiple choice, the index of the choice the metric picks
+    # (None when not finite); loglikelihood tasks, is_greedy; generation, the filtered
+    # text the metric compared.
+    answer: Any = None
 
 
 @functools.cache
@@ -121,6 +132,14 @@ def _metric_value(metrics: dict[str, Any], metric: str, task_name: str) -> float
     return float(value)
 
 
+def squashed_margin(responses: Sequence[Any], index: int) -> float:
+    """Choice ``index``'s log-likelihood minus the best other one's, squashed into
+    (-1/2, 1/2): the graded score toward that choice (the gold, or a decoy)."""
+    lls = [float(r[0]) for r in responses]
+    best_other = max(ll for i, ll in enumerate(lls) if i != index)
+    return math.tanh((lls[index] - best_other) / 10.0) / 2.0
+
+
 class TaskJudge:
     """Judges one task's samples with the task's own metric (and filter, for generation)."""
 
@@ -165,6 +184,14 @@ class TaskJudge:
     def filter_name(self) -> str | None:
         return self.filter.name if self.filter is not None else None
 
+    @property
+    def scores_likelihoods(self) -> bool:
+        return self.output_type in ("multiple_choice", "loglikelihood")
+
+    def filtered(self, doc: dict, responses: Sequence[Any]) -> list[Any]:
+        """What the task's metric is given: the responses through the oracle filter."""
+        return self._filtered(doc, responses)
+
     def _filtered(self, doc: dict, responses: Sequence[Any]) -> list[Any]:
         if self.filter is None:
             return list(responses)
@@ -175,11 +202,92 @@ class TaskJudge:
 
     def judge(self, doc: dict, responses: Sequence[Any]) -> Judgement:
         """``responses``: one per unique request of the doc, in request order."""
-        metrics = self.task.process_results(doc, self._filtered(doc, responses))
-        value = _metric_value(metrics, self.metric, self.name)
+        filtered = self._filtered(doc, responses)
+        value = self.metric_value(doc, filtered)
+        if not self.finite(responses):
+            return Judgement(correct=False, score=-math.inf, finite=False, answer=None)
         correct = value >= 1.0 - 1e-9
         score = value + self._margin(doc, responses)
-        return Judgement(correct=correct, score=score)
+        try:
+            answer = self.answer(doc, responses, filtered)
+        except (ValueError, TypeError, IndexError, AttributeError, KeyError):
+            answer = None  # a task shaped unlike lm-eval's own: the verdict still stands
+        return Judgement(correct=correct, score=score, finite=True, answer=answer)
+
+    def metric_value(self, doc: dict, filtered: list[Any]) -> float:
+        """The oracle metric of ``filtered`` answers judged against ``doc``'s gold."""
+        return _metric_value(self.task.process_results(doc, filtered), self.metric, self.name)
+
+    def finite(self, responses: Sequence[Any]) -> bool:
+        """Whether every log-likelihood is finite (generated text always is)."""
+        if not self.scores_likelihoods:
+            return True
+        try:
+            return all(math.isfinite(float(r[0])) for r in responses)
+        except (TypeError, ValueError, IndexError):
+            return True  # not (ll, is_greedy) pairs: nothing numeric to check
+
+    def answer(self, doc: dict, responses: Sequence[Any], filtered: list[Any]) -> Any:
+        """The answer a chain gave, as the metric reads it (see ``Judgement.answer``)."""
+        if self.output_type == "multiple_choice":
+            import numpy as np
+
+            scores = self.choice_scores(doc, responses)
+            return int(np.argmax(scores)) if scores else None  # lm-eval's pick among ties
+        if self.output_type == "loglikelihood":
+            return bool(responses[0][1]) if responses else None
+        return filtered[0] if len(filtered) == 1 else list(filtered)
+
+    def choice_scores(self, doc: dict, responses: Sequence[Any]) -> list[float]:
+        """Per choice, what the oracle metric takes the argmax of, as lm-eval's
+        ``process_results`` computes it: the raw log-likelihood (``acc`` and any other
+        metric), divided by the choice's length in characters (``acc_norm``) or bytes
+        (``acc_bytes``), or minus the unconditional one (``acc_mutual_info``). Where the
+        task has its own process_results, the raw log-likelihood."""
+        import numpy as np
+
+        lls = np.array([float(r[0]) for r in responses])
+        choices = [str(c) for c in self.task.doc_to_choice(doc)]
+        metric_fns = getattr(self.task, "_metric_fn_list", {}) or {}
+        unconditional = None
+        if 2 * len(choices) == len(lls) and "acc_mutual_info" in metric_fns:
+            lls, unconditional = lls[:len(choices)], lls[len(choices):]
+        with np.errstate(divide="ignore", invalid="ignore"):  # as lm-eval divides
+            if self.metric == "acc_norm":
+                lls = lls / np.array([float(len(c)) for c in choices])
+            elif self.metric == "acc_bytes":
+                lls = lls / np.array([float(len(c.encode("utf-8"))) for c in choices])
+            elif self.metric == "acc_mutual_info" and unconditional is not None:
+                lls = lls - unconditional
+        return [float(v) for v in lls]
+
+    def gold_choices(self, doc: dict) -> set[int]:
+        """The gold choice indices of a multiple-choice doc, as ``process_results`` reads
+        them (several for a multiple-target task; out-of-range golds dropped)."""
+        choices = list(self.task.doc_to_choice(doc))
+        gold = (self.task.doc_to_text(doc) if getattr(self.task, "multiple_input", False)
+                else self.task.doc_to_target(doc))
+        golds = gold if isinstance(gold, list) else [gold]
+        found: set[int] = set()
+        for g in golds:
+            if isinstance(g, str):
+                g = choices.index(g) if g in choices else -1
+            if isinstance(g, int) and 0 <= g < len(choices):
+                found.add(g)
+        return found
+
+    def gold_text(self, doc: dict) -> Any:
+        """A generation doc's gold as ``process_results`` compares it."""
+        gold = self.task.doc_to_target(doc)
+        if self.task.config.doc_to_choice is not None and isinstance(gold, int):
+            return self.task.doc_to_choice(doc)[gold]
+        return gold
+
+    @functools.cached_property
+    def eval_docs(self) -> Any:
+        """The task's evaluation docs (a doc's ``doc_id`` is its index here), read once:
+        lm-eval re-runs ``process_docs`` on every access."""
+        return self.task.eval_docs
 
     def check_metric(self) -> None:
         """Refuse a metric the task does not list (where it lists its metrics)."""
@@ -199,11 +307,9 @@ class TaskJudge:
                 gold = self.task.doc_to_choice(doc).index(gold)
             if not isinstance(gold, int):
                 return 0.0
-            lls = [float(r[0]) for r in responses]
-            best_other = max(ll for i, ll in enumerate(lls) if i != gold)
+            return squashed_margin(responses, gold)
         except (ValueError, TypeError, IndexError, AttributeError, KeyError):
             return 0.0
-        return math.tanh((lls[gold] - best_other) / 10.0) / 2.0
 
     def check_gold(self, doc: dict) -> None:
         """Fail early, with one line, for a task whose docs have no usable gold."""

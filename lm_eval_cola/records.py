@@ -23,7 +23,10 @@ logger = logging.getLogger(__name__)
 
 # 2: `schema` and `oracle` fields added; records without `schema` are version 1 and are
 # read with `oracle = searcher != "none"` (what version 1 runs meant).
-SCHEMA_VERSION = 2
+# 3: `nonfinite`, `evaluated_layers`, `chains` and `decoy` added; older records read with
+# `nonfinite` and `evaluated_layers` None (not counted: unknown, not zero), no chains and
+# no decoy.
+SCHEMA_VERSION = 3
 
 
 class RecordsError(UserError):
@@ -60,6 +63,15 @@ class Record:
     correct_chains: list[str] = field(default_factory=list)  # others, best-ranked first
     load_args: dict[str, Any] = field(default_factory=dict)  # how verify reloads the model
     version: str = ""  # lm-eval-cola's version
+    # evaluated chains whose log-likelihoods were not all finite (judged wrong)
+    nonfinite: int | None = None
+    evaluated_layers: int | None = None  # sum of the evaluated chains' lengths: the cost
+    # record_chains=all: every evaluated chain, in evaluation order (see ``ChainEntry``)
+    chains: list[dict[str, Any]] = field(default_factory=list)
+    # control=decoy: the decoy search (see ``lm_eval_cola.decoy``): target, reached,
+    # best_chain, best_length, evaluations, shortened, ...; None without a control or
+    # where the sample has no decoy
+    decoy: dict[str, Any] | None = None
     schema: int = SCHEMA_VERSION
 
     @property
@@ -98,6 +110,21 @@ class Record:
         record.doc_id = int(record.doc_id)
         return record
 
+
+@dataclass
+class ChainEntry:
+    """One evaluated chain of a sample (``Record.chains``, ``record_chains=all``): enough
+    to recompute any finding without running the model again."""
+
+    chain: str  # canonical chain text
+    length: int
+    answer: Any  # multiple choice: the metric's choice index; generation: filtered text
+    correct: bool  # right by the oracle metric (the decoy's entries: answers the decoy)
+    score: float  # the graded score the searcher was told
+    finite: bool  # every log-likelihood finite
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def sample_key(record: Record) -> tuple[str, int]:

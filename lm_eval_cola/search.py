@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,11 @@ from typing import Any
 from tqdm import tqdm
 
 from lm_eval_cola import __version__
-from lm_eval_cola.chain import Chain, format_chain
+from lm_eval_cola.chain import Chain, format_chain, full_chain
 from lm_eval_cola.compat.lm_eval_private import hash_doc
-from lm_eval_cola.oracle import TaskJudge, TaskJudges
-from lm_eval_cola.records import NullWriter, Record, RecordWriter, read_records
+from lm_eval_cola.decoy import Decoy, draw_decoy, judge_decoy
+from lm_eval_cola.oracle import Judgement, TaskJudge, TaskJudges
+from lm_eval_cola.records import ChainEntry, NullWriter, Record, RecordWriter, read_records
 from lm_eval_cola.runner import ChainRunner, SampleEvaluator, evaluate_many
 from lm_eval_cola.scheduler import run_searches
 from lm_eval_cola.searchers import Ledger, Outcome, Searcher, SearchResult, SearchRun
@@ -96,6 +98,8 @@ class RunFacts:
     oracle_metric: str | None = None
     oracle_filter: str | None = None
     max_chain_length: int = 0
+    control: str | None = None  # "decoy": each sample searched toward a decoy too
+    record_chains: str = "best"  # "all": records list every evaluated chain
     extra: dict[str, Any] = field(default_factory=dict)
 
     def config_hash(self) -> str:
@@ -106,13 +110,64 @@ class RunFacts:
             "oracle_metric": self.oracle_metric, "oracle_filter": self.oracle_filter,
             "max_chain_length": self.max_chain_length,
         }
+        # Only where set, so the records files of runs without them keep their names.
+        identity.update({k: v for k, v in (("control", self.control),
+                                           ("record_chains", self.record_chains))
+                         if v not in (None, "best")})
         text = json.dumps(identity, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+@dataclass(eq=False)
+class _Run:
+    """One ask/tell search over a sample, toward the gold or toward the decoy. ``verdict``
+    judges an answered chain for this run's target."""
+
+    ledger: Ledger
+    run: SearchRun
+    verdict: Callable[[Chain], Judgement]
+    asked: list[Chain] = field(default_factory=list)
+    verdicts: dict[Chain, Judgement] = field(default_factory=dict)
+    result: SearchResult | None = None
+    started: bool = False
+
+    def step(self, known: Mapping[Chain, Any]) -> None:
+        """Go on while everything the run waits for is ``known`` (answered for either run
+        of the sample): stop where it asks for an unknown chain, or at its end."""
+        while self.result is None:
+            told: list[Outcome] | None = None
+            if self.started:
+                if any(chain not in known for chain in self.asked):
+                    return
+                told = []
+                for chain in self.asked:
+                    verdict = self.verdicts[chain] = self.verdict(chain)
+                    told.append(Outcome(correct=verdict.correct, score=verdict.score))
+            self.started = True
+            try:
+                self.asked = list(self.run.send(told))  # type: ignore[arg-type]
+            except StopIteration as stop:
+                self.result, self.asked = stop.value, []
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every chain this run evaluated, in evaluation order, as ``Record.chains`` lists
+        them (correct and score as the searcher was told them)."""
+        return [ChainEntry(chain=format_chain(chain), length=len(chain),
+                           answer=jsonable(self.verdicts[chain].answer),
+                           correct=outcome.correct, score=outcome.score,
+                           finite=self.verdicts[chain].finite).to_json()
+                for chain, outcome in self.ledger.seen.items()]
+
+
 class SampleSearch:
     """One sample's search as the scheduler sees it: asks are (evaluator, chain) pairs,
-    answers are raw responses, which it judges and tells its searcher."""
+    answers are raw responses, which it judges and tells its searcher.
+
+    With ``control=decoy`` a second run of the same searcher (same settings, budget and
+    seed) searches toward the sample's decoy (``decoy.py``), drawn once the full chain is
+    judged. Both runs ask through this object: a chain either asks is evaluated once, and
+    the real run is told exactly what it would be told alone, so its result, record and
+    the answers lm-eval scores do not change."""
 
     def __init__(self, sample: Sample, kind: str, judge: TaskJudge, facts: RunFacts,
                  evaluator: SampleEvaluator):
@@ -120,36 +175,60 @@ class SampleSearch:
         self.evaluator = evaluator
         self.seed = sample_seed(facts.seed, sample.task, sample.doc_id)
         self.responses: dict[Chain, list] = {}  # every evaluated chain's raw responses
+        self.judged: dict[Chain, Judgement] = {}  # against the gold, whichever run asked
         self.result: SearchResult | None = None
-        self._asked: list[Chain] = []
-        self._ledger: Ledger | None = None
-        self._run: SearchRun | None = None
+        self.decoy: Decoy | None = None
+        self._main: _Run | None = None
+        self._decoy_run: _Run | None = None
+        self._decoy_drawn = False
+        self._pending: list[Chain] = []
 
     def advance(self, answers: list | None) -> list | None:
-        try:
-            if answers is None:
-                self._ledger, self._run = self.facts.searcher.start(
-                    self.facts.num_layers, self.seed, self.facts.keep_correct)
-                asked = next(self._run)
-            else:
-                assert self._run is not None
-                asked = self._run.send([self._tell(c, a)
-                                        for c, a in zip(self._asked, answers, strict=True)])
-        except StopIteration as stop:
-            self.result = stop.value
+        if answers is None:
+            self._main = self._start(self._gold)
+        else:
+            self.responses.update(zip(self._pending, answers, strict=True))
+        assert self._main is not None
+        self._main.step(self.responses)
+        full = full_chain(self.facts.num_layers)
+        if self.facts.control == "decoy" and not self._decoy_drawn and full in self.judged:
+            self._decoy_drawn = True
+            self.decoy = draw_decoy(self.judge, self.sample.doc, self.sample.doc_id, self.seed,
+                                    self.judged[full])
+            if self.decoy is not None:
+                self._decoy_run = self._start(self._toward_decoy)
+        runs = [r for r in (self._main, self._decoy_run) if r is not None]
+        for run in runs[1:]:
+            run.step(self.responses)
+        # The real run's asks first, in its order: its batches are what they were alone.
+        self._pending = list(dict.fromkeys(chain for run in runs for chain in run.asked
+                                           if chain not in self.responses))
+        if not self._pending:
+            assert all(run.result is not None for run in runs)
+            self.result = self._main.result
             return None
-        self._asked = list(asked)
-        return [(self.evaluator, chain) for chain in self._asked]
+        return [(self.evaluator, chain) for chain in self._pending]
 
-    def _tell(self, chain: Chain, responses: list) -> Outcome:
-        self.responses[chain] = responses
-        verdict = self.judge.judge(self.sample.doc, responses)
-        return Outcome(correct=verdict.correct, score=verdict.score)
+    def _start(self, verdict: Callable[[Chain], Judgement]) -> _Run:
+        ledger, run = self.facts.searcher.start(self.facts.num_layers, self.seed,
+                                                self.facts.keep_correct)
+        return _Run(ledger, run, verdict)
+
+    def _gold(self, chain: Chain) -> Judgement:
+        if chain not in self.judged:
+            self.judged[chain] = self.judge.judge(self.sample.doc, self.responses[chain])
+        return self.judged[chain]
+
+    def _toward_decoy(self, chain: Chain) -> Judgement:
+        assert self.decoy is not None
+        return judge_decoy(self.judge, self.sample.doc, self.responses[chain],
+                           self._gold(chain), self.decoy)
 
     def record(self, seconds: float) -> Record:
-        result, facts, sample = self.result, self.facts, self.sample
-        assert result is not None
+        result, facts, sample, main = self.result, self.facts, self.sample, self._main
+        assert result is not None and main is not None
         best = result.best_chain
+        seen = list(main.ledger.seen)
         return Record(
             task=sample.task, doc_id=sample.doc_id, doc_hash=hash_doc(sample.doc),
             model=facts.model, searcher=facts.searcher.name, oracle=facts.searcher.oracle,
@@ -163,7 +242,35 @@ class SampleSearch:
             correct_chains=[format_chain(c) for c in result.correct_chains],
             responses=[jsonable(r) for r in self.responses[best]], request_type=self.kind,
             requests=sample.request_args(), load_args=facts.load_args, version=__version__,
+            nonfinite=sum(not main.verdicts[c].finite for c in seen),
+            evaluated_layers=sum(len(c) for c in seen),
+            chains=main.entries() if facts.record_chains == "all" else [],
+            decoy=self._decoy_record(result.full_correct),
         )
+
+    def _decoy_record(self, full_correct: bool) -> dict[str, Any] | None:
+        """The decoy search's findings: ``reached``, some chain answers the decoy;
+        ``shortened`` (samples the full chain gets right), a chain at least ``min_shorter``
+        layers shorter than the full one answers it."""
+        run, decoy = self._decoy_run, self.decoy
+        if run is None or decoy is None or run.result is None:
+            return None  # no control, or no decoy for this sample
+        layers = self.facts.num_layers
+        min_shorter = getattr(self.facts.searcher.settings, "min_shorter", 2)
+        seen = run.ledger.seen
+        out = {
+            **jsonable(decoy.describe()),
+            "reached": any(o.correct for o in seen.values()),
+            "best_chain": format_chain(run.result.best_chain),
+            "best_length": len(run.result.best_chain),
+            "evaluations": run.result.evaluations,
+            "shortened": full_correct and any(o.correct and len(c) <= layers - min_shorter
+                                              for c, o in seen.items()),
+            "evaluated_layers": sum(len(c) for c in seen),
+        }
+        if self.facts.record_chains == "all":
+            out["chains"] = run.entries()
+        return out
 
 
 class OracleSearch:
@@ -277,7 +384,10 @@ class OracleSearch:
             return
         import torch.distributed as dist
 
-        light = [{**r.to_json(), "responses": [], "requests": []} for r in searched]
+        # What the summary counts, without the bulky lists (responses, chains)
+        light = [{**r.to_json(), "responses": [], "requests": [], "chains": [],
+                  "decoy": None if r.decoy is None else {**r.decoy, "chains": []}}
+                 for r in searched]
         parts: list[Any] = [None] * self.world_size
         dist.all_gather_object(parts, light)
         for part in parts:

@@ -1,11 +1,20 @@
 """The paper's two findings, counted over every searched sample (nothing filtered):
 
 - among samples the full chain gets right, the share with a correct strictly shorter chain;
-- among samples the full chain gets wrong, the share with some correct chain.
+- among samples the full chain gets wrong, the share with some correct chain;
+
+with what a paper prints beside them: Wilson 95% intervals (on both findings, the oracle
+accuracy and the chance control's rates), the depth ratio of the shortened and of the
+fixed samples apart, the mean edit count (Levenshtein distance from the full chain), the
+cost in evaluated layers, and the chains with non-finite scores. With ``control=decoy``,
+the decoy's rates: the share of wrong samples where the search reached a wrong decoy
+answer, and of right samples where a chain at least ``min_shorter`` layers shorter gave it
+(see ``lm_eval_cola.decoy``).
 
 A ``Summary`` holds exact counts and sums, so summaries of disjoint runs (data parallel
 ranks, result files of one row) merge exactly with ``merge``; ``as_dict`` writes the counts
-beside the shares, and ``from_dict`` reads them back.
+beside the shares, and ``from_dict`` reads them back. It keeps one summary a task too
+(``by_task``, written as ``per_task``).
 """
 
 from __future__ import annotations
@@ -14,14 +23,27 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lm_eval_cola.chain import ChainError, full_chain, parse_chain
 from lm_eval_cola.records import Record
+from lm_eval_cola.stats import edit_distance, interval
 
 _COUNTS = ("samples", "right", "right_shortened", "wrong", "wrong_fixed", "oracle_correct",
            "total_length", "total_evaluations", "total_ticks")
+# Exact counts added with records schema 3, written by ``as_dict`` under their own names;
+# a summary written before them reads them as 0.
+_NEW_COUNTS = ("total_shortened_length", "total_fixed_length", "total_edits", "edit_samples",
+               "total_evaluated_layers", "cost_samples", "nonfinite_chains",
+               "nonfinite_samples", "decoy_full_right", "decoy_right_shortened",
+               "decoy_full_wrong", "decoy_wrong_reached", "total_decoy_evaluations")
+_NO_CAP = 1 << 30  # edit counts parse recorded chains of any length
 
 
 def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
+
+
+def _mean(total: int, count: int, digits: int = 4) -> float | None:
+    return round(total / count, digits) if count else None
 
 
 @dataclass
@@ -40,21 +62,64 @@ class Summary:
     # total independent of the order samples are added in (a live run vs its records).
     total_ticks: int = 0
     tasks: set[str] = field(default_factory=set)
+    total_shortened_length: int = 0  # best lengths of the right samples shortened
+    total_fixed_length: int = 0  # best lengths of the wrong samples fixed
+    total_edits: int = 0  # Levenshtein distances of the best chains from the full chain
+    edit_samples: int = 0  # samples whose best chain parsed (all, in practice)
+    # Cost and non-finite chains: counted over records that have them (schema 3 on).
+    total_evaluated_layers: int = 0
+    cost_samples: int = 0
+    nonfinite_chains: int = 0
+    nonfinite_samples: int = 0  # samples with at least one non-finite chain
+    # The chance control, over samples that have a decoy.
+    decoy_full_right: int = 0
+    decoy_right_shortened: int = 0
+    decoy_full_wrong: int = 0
+    decoy_wrong_reached: int = 0
+    total_decoy_evaluations: int = 0
+    # One summary a task, filled by ``add`` and kept through ``merge`` and ``from_dict``.
+    # Not compared: two summaries are equal when their counts are (a results file keeps
+    # each task's time rounded, the records keep it exact).
+    by_task: dict[str, Summary] = field(default_factory=dict, compare=False)
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Record, per_task: bool = True) -> None:
         self.samples += 1
         self.tasks.add(record.task)
         if record.full_correct:
             self.right += 1
-            self.right_shortened += int(record.best_correct
-                                        and record.best_length < self.num_layers)
+            shortened = record.best_correct and record.best_length < self.num_layers
+            self.right_shortened += int(shortened)
+            self.total_shortened_length += int(record.best_length) if shortened else 0
         else:
             self.wrong += 1
             self.wrong_fixed += int(record.best_correct)
+            self.total_fixed_length += int(record.best_length) if record.best_correct else 0
         self.oracle_correct += int(record.best_correct)
         self.total_length += int(record.best_length)
         self.total_evaluations += int(record.evaluations)
         self.total_ticks += round(float(record.seconds) * 10_000)
+        edits = chain_edits(record.best_chain, self.num_layers)
+        if edits is not None:
+            self.total_edits += edits
+            self.edit_samples += 1
+        if record.evaluated_layers is not None:
+            self.total_evaluated_layers += int(record.evaluated_layers)
+            self.cost_samples += 1
+        if record.nonfinite is not None:
+            self.nonfinite_chains += int(record.nonfinite)
+            self.nonfinite_samples += int(record.nonfinite > 0)
+        decoy = record.decoy
+        if decoy is not None:
+            if record.full_correct:
+                self.decoy_full_right += 1
+                self.decoy_right_shortened += int(bool(decoy.get("shortened")))
+            else:
+                self.decoy_full_wrong += 1
+                self.decoy_wrong_reached += int(bool(decoy.get("reached")))
+            self.total_decoy_evaluations += int(decoy.get("evaluations") or 0)
+        if per_task:
+            self.by_task.setdefault(record.task, Summary(self.num_layers, self.oracle)).add(
+                record, per_task=False)
 
     def merge(self, other: Summary) -> Summary:
         """The summary of both runs' samples (they must be disjoint)."""
@@ -63,8 +128,12 @@ class Summary:
                              f"{other.num_layers} layers")
         merged = Summary(num_layers=self.num_layers, oracle=self.oracle and other.oracle,
                          tasks=self.tasks | other.tasks)
-        for name in _COUNTS:
+        for name in _COUNTS + _NEW_COUNTS:
             setattr(merged, name, getattr(self, name) + getattr(other, name))
+        for task in sorted(set(self.by_task) | set(other.by_task)):
+            mine, theirs = self.by_task.get(task), other.by_task.get(task)
+            merged.by_task[task] = (mine.merge(theirs) if mine is not None and theirs is not None
+                                    else _copy(mine or theirs))
         return merged
 
     @property
@@ -80,12 +149,16 @@ class Summary:
         return (f"fixed {self.wrong_fixed}/{self.wrong} wrong, "
                 f"shortened {self.right_shortened}/{self.right} right, depth {depth:.2f}")
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, timing: bool = True) -> dict[str, Any]:
+        """The findings with their exact counts; ``timing`` False leaves the seconds out
+        (the per-task parts: a run's time is one figure, and comparable runs differ in it
+        only)."""
         n = self.samples
         mean_length = self.mean_length
-        return {
+        layers = self.num_layers
+        out: dict[str, Any] = {
             "oracle": self.oracle,
-            "num_layers": self.num_layers,
+            "num_layers": layers,
             "samples": n,
             "tasks": sorted(self.tasks),
             "full_chain_right": self.right,
@@ -97,7 +170,7 @@ class Summary:
             "oracle_accuracy": _share(self.oracle_correct, n),
             "full_chain_accuracy": _share(self.right, n),
             "mean_best_length": round(mean_length, 4) if mean_length is not None else None,
-            "mean_depth_ratio": round(mean_length / self.num_layers, 4) if n else None,
+            "mean_depth_ratio": round(mean_length / layers, 4) if n else None,
             "mean_evaluations": round(self.total_evaluations / n, 3) if n else None,
             "total_search_seconds": round(self.total_seconds, 3),
             "seconds_per_sample": round(self.total_seconds / n, 4) if n else None,
@@ -105,7 +178,30 @@ class Summary:
             "total_best_length": self.total_length,
             "total_evaluations": self.total_evaluations,
             "oracle_correct": self.oracle_correct,
+            # Wilson 95% intervals, [low, high] (None with no samples to count)
+            "shorter_when_right_ci": interval(self.right_shortened, self.right),
+            "fixed_when_wrong_ci": interval(self.wrong_fixed, self.wrong),
+            "oracle_accuracy_ci": interval(self.oracle_correct, n),
+            "depth_ratio_shortened": _mean(self.total_shortened_length,
+                                           self.right_shortened * layers),
+            "depth_ratio_fixed": _mean(self.total_fixed_length, self.wrong_fixed * layers),
+            "mean_edits": _mean(self.total_edits, self.edit_samples, 3),
+            "mean_evaluated_layers": _mean(self.total_evaluated_layers, self.cost_samples, 2),
+            "decoy_reached_when_wrong": _share(self.decoy_wrong_reached, self.decoy_full_wrong),
+            "decoy_reached_when_wrong_ci": interval(self.decoy_wrong_reached,
+                                                    self.decoy_full_wrong),
+            "decoy_shortened_when_right": _share(self.decoy_right_shortened,
+                                                 self.decoy_full_right),
+            "decoy_shortened_when_right_ci": interval(self.decoy_right_shortened,
+                                                      self.decoy_full_right),
         }
+        out.update({name: getattr(self, name) for name in _NEW_COUNTS})
+        if not timing:
+            del out["total_search_seconds"], out["seconds_per_sample"]
+        if self.by_task:
+            out["per_task"] = {task: self.by_task[task].as_dict(timing=False)
+                               for task in sorted(self.by_task)}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Summary | None:
@@ -114,7 +210,7 @@ class Summary:
         needed = ("num_layers", "total_best_length", "total_evaluations", "oracle_correct")
         if any(data.get(k) is None for k in needed):
             return None
-        return cls(
+        summary = cls(
             num_layers=int(data["num_layers"]), oracle=bool(data.get("oracle", True)),
             samples=int(data["samples"]), right=int(data["full_chain_right"]),
             right_shortened=int(data["right_with_shorter_chain"]),
@@ -123,9 +219,16 @@ class Summary:
             oracle_correct=int(data["oracle_correct"]),
             total_length=int(data["total_best_length"]),
             total_evaluations=int(data["total_evaluations"]),
-            total_ticks=round(float(data["total_search_seconds"]) * 10_000),
+            total_ticks=round(float(data.get("total_search_seconds") or 0) * 10_000),
             tasks=set(data.get("tasks") or ()),
         )
+        for name in _NEW_COUNTS:
+            setattr(summary, name, int(data.get(name) or 0))
+        for task, part in (data.get("per_task") or {}).items():
+            child = cls.from_dict(part)
+            if child is not None:
+                summary.by_task[task] = child
+        return summary
 
     @classmethod
     def from_records(cls, records: Iterable[Record]) -> Summary:
@@ -136,3 +239,18 @@ class Summary:
         for record in records:
             summary.add(record)
         return summary
+
+
+def _copy(summary: Summary | None) -> Summary:
+    assert summary is not None
+    return Summary(summary.num_layers, summary.oracle).merge(summary)
+
+
+def chain_edits(text: str, num_layers: int) -> int | None:
+    """Levenshtein distance of a recorded chain from the full chain; None when the text
+    does not parse for this layer count (a hand-edited record)."""
+    try:
+        chain = parse_chain(text, num_layers, _NO_CAP)
+    except ChainError:
+        return None
+    return edit_distance(chain, full_chain(num_layers))

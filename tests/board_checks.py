@@ -11,7 +11,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from lm_eval_cola.chain import parse_chain
 from lm_eval_cola.records import Record
+from lm_eval_cola.stats import wilson
 from lm_eval_cola.summary import Summary
 
 TASKS = ["arc_challenge", "gsm8k"]
@@ -107,6 +109,77 @@ class PageParser(HTMLParser):
             self._in_body = False
 
 
+def rate_text(k: int, n: int) -> str:
+    """A finding as the tables show it, made here from its counts."""
+    if not n:
+        return "—"
+    low, high = wilson(k, n)
+    return f"{k}/{n} = {k / n:.0%} [{low:.0%}, {high:.0%}]"
+
+
+def finding_counts(records: list[Record]) -> dict[str, tuple[int, int]]:
+    """(k, n) of each finding, counted here from the records."""
+    right = [r for r in records if r.full_correct]
+    wrong = [r for r in records if not r.full_correct]
+    num_layers = records[0].num_layers
+    return {
+        "oracle_accuracy": (sum(r.best_correct for r in records), len(records)),
+        "full_chain_accuracy": (len(right), len(records)),
+        "shorter_when_right": (sum(r.best_correct and r.best_length < num_layers
+                                   for r in right), len(right)),
+        "fixed_when_wrong": (sum(r.best_correct for r in wrong), len(wrong)),
+    }
+
+
+def layer_use(records: list[Record]) -> list[tuple[int, int, int]]:
+    """Per layer (used once, skipped, looped) over the best chains that are correct."""
+    num_layers = records[0].num_layers
+    out = []
+    for layer in range(num_layers):
+        copies = [parse_chain(r.best_chain, num_layers, 4 * num_layers).count(layer)
+                  for r in records if r.best_correct]
+        out.append((copies.count(1), copies.count(0), sum(c >= 2 for c in copies)))
+    return out
+
+
+def check_findings_files(board: Any, paths: dict) -> None:
+    """findings.csv and layers_<task>.csv say what the records say, counted here; the
+    markdown shows each oracle row's pooled findings with their counts and intervals."""
+    with open(paths["findings"], newline="") as handle:
+        lines = list(csv.DictReader(handle))
+    searched = [r for r in board.rows if r.kind == "search"]
+    assert len(lines) == sum(1 for r in searched for t in TASKS if r.records_of(t))
+    markdown = paths["markdown"].read_text()
+    for row in searched:
+        for task in TASKS:
+            (line,) = [ln for ln in lines if (ln["task"], ln["variant"]) == (task, row.variant)]
+            for name, (k, n) in finding_counts(row.records_of(task)).items():
+                if not row.oracle and name in ("shorter_when_right", "fixed_when_wrong"):
+                    assert line[name] == line[f"{name}_k"] == ""
+                    continue
+                assert (int(line[f"{name}_k"]), int(line[f"{name}_n"])) == (k, n)
+                if n:
+                    low, high = wilson(k, n)
+                    assert float(line[f"{name}_low"]) == round(low, 4)
+                    assert float(line[f"{name}_high"]) == round(high, 4)
+        if row.oracle:
+            written = source_of(row)["config"]["cola_summary"]
+            k, n = written["wrong_fixed_by_some_chain"], written["full_chain_wrong"]
+            assert f"| {rate_text(k, n)} |" in markdown
+    expected = {f"layers_{t}.csv" for t in TASKS if any(r.oracle and r.records_of(t)
+                                                         for r in board.rows)}
+    assert {p.name for p in paths["tables"]} == expected
+    for path in paths["tables"]:
+        with open(path, newline="") as handle:
+            table = list(csv.DictReader(handle))
+        for row in board.oracles:
+            records = row.records_of(table[0]["task"])
+            mine = [ln for ln in table if ln["variant"] == row.variant]
+            assert [(int(ln["used_once"]), int(ln["skipped"]), int(ln["looped"]))
+                    for ln in mine] == layer_use(records)
+            assert {int(ln["samples"]) for ln in mine} == {len(records)}
+
+
 def check_written(board: Any, paths: dict, limit: int, tables: int) -> None:
     """The csv, markdown, plots and html page written for ``board``."""
     from lm_eval_cola.reports import fmt_score
@@ -132,6 +205,7 @@ def check_written(board: Any, paths: dict, limit: int, tables: int) -> None:
     markdown = paths["markdown"].read_text()
     for row in board.rows:
         assert fmt_score(row.scores["arc_challenge"]) in markdown
+    check_findings_files(board, paths)
 
     names = {p.name for p in paths["plots"]}
     for task in TASKS:

@@ -25,6 +25,7 @@ FILE_TIERS = {
     "test_distributed.py": "tiny",
     "test_golden.py": "tiny",
     "test_registration.py": "tiny",
+    "test_leaderboard.py": "tiny",
     "test_real_model.py": "real",
 }
 

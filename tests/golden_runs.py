@@ -29,7 +29,19 @@ SUMMARY_TIMING = ("total_search_seconds", "seconds_per_sample")
 # Fields added by the redesign (schema 2), and the random searcher's batch_size setting it
 # removed (it took lm-eval's own batch_size): compared only where both sides have them.
 NEW_FIELDS = ("schema", "oracle", "model", "total_best_length", "total_evaluations",
-              "oracle_correct", "num_layers", "batch_size")
+              "oracle_correct", "num_layers", "batch_size",
+              # schema 3 records (non-finite chains, cost, every chain, the chance control)
+              "nonfinite", "evaluated_layers", "chains", "decoy",
+              # summary keys added with them
+              "shorter_when_right_ci", "fixed_when_wrong_ci", "oracle_accuracy_ci",
+              "depth_ratio_shortened", "depth_ratio_fixed", "mean_edits",
+              "mean_evaluated_layers", "decoy_reached_when_wrong",
+              "decoy_reached_when_wrong_ci", "decoy_shortened_when_right",
+              "decoy_shortened_when_right_ci", "total_shortened_length", "total_fixed_length",
+              "total_edits", "edit_samples", "total_evaluated_layers", "cost_samples",
+              "nonfinite_chains", "nonfinite_samples", "decoy_full_right",
+              "decoy_right_shortened", "decoy_full_wrong", "decoy_wrong_reached",
+              "total_decoy_evaluations", "per_task")
 
 
 def run_all(tiny_dir: str, work: Path) -> dict[str, Any]:

@@ -3,7 +3,10 @@ like those ``lm-eval-cola compare`` writes (one folder a variant) and the cola r
 them, built from ``Record`` objects. Deterministic: every value comes from a seeded RNG.
 
 ``legacy=True`` writes what older lm-eval-cola versions wrote: no ``cola_oracle`` and no
-``cola_model`` in the config, summaries without exact sums, schema-1 records.
+``cola_model`` in the config, summaries without exact sums, schema-1 records. Otherwise the
+records are schema 3 (cost in evaluated layers; ``decoy=True``: a decoy control's outcome
+too). ``seed`` other than ``SEED`` gives the searchers other (seeded) outcomes, as another
+seed would.
 """
 
 from __future__ import annotations
@@ -39,15 +42,20 @@ def folder_name(variant: str) -> str:
 
 
 def make_records(variant: str, tasks: list[str], limit: int, legacy: bool = False,
-                 oracle: bool | None = None) -> list[Record]:
-    """One record a sample, as the run would have written them."""
+                 oracle: bool | None = None, seed: int = SEED, decoy: bool = False,
+                 judged: dict[str, tuple[str | None, str | None]] | None = None) -> list[Record]:
+    """One record a sample, as the run would have written them. ``judged``: task ->
+    (oracle_metric, oracle_filter) the records say they were judged by."""
     searcher = variant
     oracle = searcher != "none" if oracle is None else oracle
     records = []
     for task in tasks:
         for doc_id in range(limit):
-            rng = random.Random(f"{variant}/{task}/{doc_id}")
-            full = rng.random() < 0.45
+            # the full chain's answer does not depend on the seed; the search's does
+            full = random.Random(f"{variant}/{task}/{doc_id}").random() < 0.45
+            rng = random.Random(f"{variant}/{task}/{doc_id}" + (f"/{seed}" if seed != SEED
+                                                                  else ""))
+            rng.random()
             chain, length, correct, evaluations = "0-3", NUM_LAYERS, full, 1
             if searcher != "none":
                 evaluations = rng.randint(2, BUDGET)
@@ -64,7 +72,16 @@ def make_records(variant: str, tasks: list[str], limit: int, legacy: bool = Fals
                 seconds=round(rng.uniform(0.01, 0.2), 4), responses=[[-1.0, False]],
                 request_type="loglikelihood", requests=[["q", " a"]],
                 correct_chains=["0-3"] if full and chain != "0-3" else [],
+                oracle_metric=(judged or {}).get(task, (None, None))[0],
+                oracle_filter=(judged or {}).get(task, (None, None))[1],
             ))
+            if not legacy:
+                records[-1].evaluated_layers = NUM_LAYERS + (evaluations - 1) * 3
+                records[-1].nonfinite = 0
+            if decoy and searcher != "none":
+                records[-1].decoy = {"target": 0, "reached": not full and rng.random() < 0.3,
+                                     "shortened": full and rng.random() < 0.2,
+                                     "evaluations": evaluations}
     return records
 
 
@@ -96,27 +113,30 @@ def task_results(task: str, values: list[bool], rng: random.Random) -> dict[str,
 
 def write_run(folder: Path, variant: str, tasks: list[str] | None = None, limit: int = LIMIT,
               legacy: bool = False, number: int = 0, oracle: bool | None = None,
-              extra_config: dict[str, Any] | None = None) -> Path:
+              extra_config: dict[str, Any] | None = None, seed: int = SEED,
+              decoy: bool = False, judged: dict[str, tuple[str | None, str | None]] | None = None,
+              model_args: str = "") -> Path:
     """One variant's results file (and records, for searchers) in ``folder``; returns the
-    results file. ``variant``: a searcher, ``chain:<text>`` or ``hf``."""
+    results file. ``variant``: a searcher, ``chain:<text>`` or ``hf``; ``model_args``: more
+    of them (``k=v,...``); for the rest see ``make_records``."""
     tasks = list(tasks or TASKS)
     rng = random.Random(f"results/{variant}/{number}")
     folder.mkdir(parents=True, exist_ok=True)
-    model_args = f"pretrained={PRETRAINED},device=cpu"
+    model_args = ",".join(p for p in (f"pretrained={PRETRAINED},device=cpu", model_args) if p)
     config: dict[str, Any] = {"model": LM_EVAL_MODEL.get(variant, "cola_hf"), "limit": limit,
                               "model_args": model_args, "batch_size": 1, "random_seed": 0}
     values: dict[str, list[bool]] = {}
     if variant in SEARCHERS or variant not in LM_EVAL_MODEL:
-        records = make_records(variant, tasks, limit, legacy, oracle)
+        records = make_records(variant, tasks, limit, legacy, oracle, seed, decoy, judged)
         path = folder / f"cola-records_{variant}_{number:04d}.jsonl"
         path.write_text("".join(record_line(r, legacy) + "\n" for r in records))
         summary = Summary.from_records(records).as_dict()
         budget = BUDGET if variant != "none" else 1
-        config["model_args"] = model_args + f",seed={SEED}" + (
+        config["model_args"] = model_args + f",seed={seed}" + (
             f",budget={BUDGET}" if variant != "none" else ",searcher=none")
         config.update({
             "cola_num_layers": NUM_LAYERS, "cola_chain": "0-3", "cola_depth_ratio": 1.0,
-            "cola_searcher": variant, "cola_settings": {"budget": budget}, "cola_seed": SEED,
+            "cola_searcher": variant, "cola_settings": {"budget": budget}, "cola_seed": seed,
             "cola_records": str(path),
             "cola_summary": legacy_summary(summary) if legacy else summary,
         })
@@ -124,6 +144,8 @@ def write_run(folder: Path, variant: str, tasks: list[str] | None = None, limit:
             config["cola_oracle"] = variant != "none" if oracle is None else oracle
         for task in tasks:
             values[task] = [r.best_correct for r in records if r.task == task]
+        if decoy:
+            config["cola_control"] = "decoy"
     else:
         if variant.startswith("chain:"):
             chain = variant.partition(":")[2]

@@ -70,11 +70,17 @@ def model(tiny_dir: str, records: Path, cls: str = "ColaHFLM", **args):
         ({"searcher": "mcts", "search_batch": 0}, ["search_batch 0", "allowed: an integer >= 1"]),
         ({"max_chain_length": 0}, ["max_chain_length 0", "allowed: an integer >= 1"]),
         ({"chain": ""}, ["empty chain=", "identity"]),
+        ({"searcher": "mcts", "control": "shuffle"}, ["control 'shuffle'", "allowed: none, decoy"]),
+        ({"control": "decoy"}, ["control=decoy needs a searcher"]),
+        ({"searcher": "mcts", "record_chains": "some"},
+         ["record_chains 'some'", "allowed: best, all"]),
+        ({"record_chains": "all"}, ["record_chains=all needs a searcher"]),
     ],
     ids=["malformed-chain", "layer-out-of-range", "empty-chain", "chain-over-cap",
          "unknown-searcher", "zero-budget", "negative-budget", "setting-of-other-searcher",
          "setting-without-searcher", "chain-with-searcher", "zero-search-batch",
-         "zero-max-chain-length", "empty-chain-arg"],
+         "zero-max-chain-length", "empty-chain-arg", "unknown-control", "control-without-searcher",
+         "unknown-record-chains", "record-chains-without-searcher"],
 )
 def test_bad_model_args(tiny_llama_dir, records, args, needles):
     before = records.read_bytes()
@@ -90,7 +96,8 @@ def test_settings_are_refused_before_the_model_loads(monkeypatch, records):
         raise AssertionError("the model was loaded before the bad setting was refused")
 
     monkeypatch.setattr(HFLM, "__init__", no_loading)
-    for args in ({"max_chain_length": 0}, {"chain": ""}, {"searcher": "mcts", "budget": 0}):
+    for args in ({"max_chain_length": 0}, {"chain": ""}, {"searcher": "mcts", "budget": 0},
+                 {"searcher": "mcts", "control": "decoys"}, {"control": "decoy"}):
         with pytest.raises(UserError):
             model("/nowhere", records, **args)
     # records under a path that is a file: refused before loading, naming the path

@@ -206,3 +206,51 @@ def test_parallelize_device_map_keeps_working_with_chains(tiny_dir, tmp_path):
         rows[name] = [{k: v for k, v in r.items() if k not in ("seconds", "load_args")}
                       for r in read_jsonl(records)]
     assert rows["split"] == rows["plain"]
+
+
+@pytest.mark.parametrize(("task", "limit", "kwargs"), [
+    ("arc_challenge", 4, {}),
+    ("gsm8k", 2, {"gen_kwargs": "max_gen_toks=8"}),
+])
+def test_decoy_control_and_every_chain_on_record(tiny_dir, tmp_path, task, limit, kwargs):
+    """control=decoy,record_chains=all: every evaluated chain listed, a decoy that is never
+    the gold searched beside each sample, and the metrics lm-eval scores unchanged."""
+    runs = {}
+    for name, extra in (("plain", ""), ("control", ",control=decoy,record_chains=all")):
+        records = tmp_path / f"{name}.jsonl"
+        results = evaluate("cola_mcts", f"pretrained={tiny_dir},device=cpu,budget=6,"
+                           f"records={records}{extra}", tasks=(task,), limit=limit, **kwargs)
+        runs[name] = (results, read_jsonl(records))
+    (plain, plain_rows), (control, rows) = runs["plain"], runs["control"]
+    assert control["results"][task] == plain["results"][task]
+    new = ("seconds", "chains", "decoy")
+    assert ([{k: v for k, v in r.items() if k not in new} for r in rows]
+            == [{k: v for k, v in r.items() if k not in new} for r in plain_rows])
+    assert control["config"]["cola_control"] == "decoy"
+    gold = {s["doc_id"]: s["target"] for s in control["samples"][task]}
+    for row in rows:
+        assert row["schema"] == 3 and len(row["chains"]) == row["evaluations"]
+        assert row["chains"][0]["chain"] == "0-3"  # the full chain first, as evaluated
+        assert row["evaluated_layers"] == sum(e["length"] for e in row["chains"])
+        assert row["nonfinite"] == sum(not e["finite"] for e in row["chains"])
+        full = row["chains"][0]
+        assert full["correct"] == row["full_correct"]
+        decoy = row["decoy"]
+        assert decoy is not None and str(decoy["target"]) != str(gold[row["doc_id"]])
+        assert 1 <= decoy["evaluations"] == len(decoy["chains"]) <= 6
+        assert decoy["reached"] == any(e["correct"] for e in decoy["chains"])
+        assert decoy["shortened"] <= (row["full_correct"] and decoy["reached"])
+        if task == "arc_challenge":
+            assert isinstance(decoy["target"], int)
+            for entry in row["chains"]:
+                assert entry["correct"] == (entry["finite"]
+                                            and entry["answer"] == int(gold[row["doc_id"]]))
+            for entry in decoy["chains"]:
+                assert entry["correct"] == (entry["finite"] and entry["answer"] == decoy["target"])
+        else:
+            assert isinstance(full["answer"], str) and "target_doc_id" in decoy
+            assert decoy["target_doc_id"] != row["doc_id"]
+    summary = control["config"]["cola_summary"]
+    assert summary["decoy_full_right"] + summary["decoy_full_wrong"] == limit
+    assert summary["total_evaluated_layers"] == sum(r["evaluated_layers"] for r in rows)
+    assert summary["per_task"][task]["samples"] == limit

@@ -106,13 +106,19 @@ def test_clicking_a_header_sorts_by_that_column(page):
     assert browser.console_errors() == []
 
 
+def share_shown(text: str) -> float:
+    """The share a findings cell shows: ``k/n = 35% [17%, 59%]`` -> k/n."""
+    k, _, n = text.partition(" = ")[0].partition("/")
+    return int(k) / int(n)
+
+
 def test_missing_values_stay_last_in_both_directions(page):
     browser, board, _ = page
     column = headers(browser, "#per-task").index("Shorter when right")
     for direction in ("descending", "ascending"):
         assert click_header(browser, "#per-task", "Shorter when right") == direction
         values = [cells[column] for cells in visible_cells(browser, "#per-task")]
-        present = [float(v.rstrip("%")) for v in values if v != "—"]
+        present = [share_shown(v) for v in values if v != "—"]
         assert "—" in values and values[len(present):] == ["—"] * (len(values) - len(present))
         assert present == sorted(present, reverse=direction == "descending")
 

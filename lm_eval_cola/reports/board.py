@@ -16,13 +16,20 @@ Rows, so the numbers can be checked against the inputs:
   exact sums; only for old files without exact sums and without records, combined from their
   rounded means.
 - wall time: the sum of lm-eval's ``total_evaluation_time_seconds`` over the row's files.
-- per-task findings and the plots come from the records (see ``runs.run_records``).
+- per-task findings and the plots come from the records (see ``runs.run_records``); a
+  searcher row's task columns show the metric and filter its records were judged by, where
+  the results config does not name them (see ``runs``).
+- seeds: searcher rows that differ only in their seed (``compare --seeds N``) are one row
+  whose task metrics, average, depth, evaluations and findings are the mean over the seeds
+  (± the sample standard deviation, with N; see ``findings``), wall time their sum; its
+  ``members`` are the seeds' own rows. A variant run with one seed is a row as any other.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
@@ -72,6 +79,13 @@ class Row:
     task_summaries: dict[str, Summary] = field(default_factory=dict)
     average: float | None = None
     missing_tasks: list[str] = field(default_factory=list)
+    family: str = ""  # what rows of one variant run with other seeds share
+    members: list[Row] = field(default_factory=list)  # a seed row's seeds' rows, by seed
+    score_sd: dict[str, float] = field(default_factory=dict)  # seed rows: sd over seeds
+
+    @property
+    def seeds(self) -> list[int]:
+        return [m.seed for m in self.members if m.seed is not None]
 
     @property
     def label(self) -> str:
@@ -84,6 +98,8 @@ class Row:
 
     def _finding(self, key: str) -> float | None:
         # a row whose chains no gold answer chose found nothing: no finding, rather than 0%
+        if self.members:
+            return _mean([m._finding(key) for m in self.members])
         return number((self.findings or {}).get(key)) if self.oracle else None
 
     @property
@@ -100,6 +116,8 @@ class Row:
 
     def task_depth(self, task: str) -> float | None:
         """Mean depth on one task: from its records for searcher rows."""
+        if self.members:
+            return _mean([m.task_depth(task) for m in self.members])
         if task in self.task_summaries:
             return number(self.task_summaries[task].as_dict()["mean_depth_ratio"])
         return self.depth_ratio if self.kind != "search" else None
@@ -133,6 +151,13 @@ class Board:
 
 def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """The mean, None when a value is missing."""
+    if not values or any(v is None for v in values):
+        return None
+    return sum(v for v in values if v is not None) / len(values)
 
 
 def combine_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -183,6 +208,12 @@ def _settings_text(run: RunFile) -> tuple[str, int | None]:
     return ", ".join(parts), budget
 
 
+def _family(run: RunFile) -> str:
+    args = {k: v for k, v in run.model_args.items() if k not in NEUTRAL_ARGS and k != "seed"}
+    return json.dumps([run.model, run.kind, run.variant, run.oracle, run.lm_eval_model, args,
+                       run.limit], sort_keys=True, default=str)
+
+
 def _new_row(used: list[tuple[RunFile, list[str]]], scores: dict[str, TaskScore]) -> Row:
     first = used[0][0]
     settings, budget = _settings_text(first)
@@ -197,7 +228,24 @@ def _new_row(used: list[tuple[RunFile, list[str]]], scores: dict[str, TaskScore]
         wall_seconds=wall,
         sources=[r.path for r, _ in used],
         owner={k: v for r, _ in reversed(used) for k, v in r.owner.items()},
+        family=_family(first),
     )
+
+
+def _judged_scores(row: Row, run: RunFile, mine: list[str], records: list[Record]) -> None:
+    """A searcher run's columns under the metric and filter its records were judged by,
+    where its results config does not name them."""
+    for task in mine:
+        judged = {(r.oracle_metric, r.oracle_filter) for r in records
+                  if run.owner.get(r.task, r.task) == task}
+        if len(judged) != 1:
+            continue
+        metric, filt = judged.pop()
+        metric = run.oracle_metric or metric or run.model_args.get("oracle_metric")
+        filt = run.oracle_filter or filt or run.model_args.get("oracle_filter")
+        score = run.rescore(task, metric, filt) if metric or filt else None
+        if score is not None:
+            row.scores[task] = score
 
 
 def _add_search_findings(row: Row, used: list[tuple[RunFile, list[str]]], with_records: bool,
@@ -206,7 +254,9 @@ def _add_search_findings(row: Row, used: list[tuple[RunFile, list[str]]], with_r
     if with_records:
         for run, mine in used:
             try:
-                records += run_records(run, mine)
+                mine_records = run_records(run, mine)
+                records += mine_records
+                _judged_scores(row, run, mine, mine_records)
             except UserError as err:  # missing or corrupt records: the row stays, unplotted
                 warnings.append(f"{err}; no per-task findings or plots for this row")
                 records = []
@@ -264,9 +314,78 @@ def build_rows(runs: list[RunFile], with_records: bool = True) -> tuple[list[Row
         present = [v for v in values if v is not None]
         row.average = sum(present) / len(present) if present else None
         row.missing_tasks = [t for t in columns if t not in row.scores]
+    rows = group_seeds(rows, columns)
     # oracle rows are upper bounds: never ranked among the deployable rows
     rows.sort(key=lambda r: (r.oracle, r.average is None, -(r.average or 0.0), r.model, r.label))
     return rows, warnings
+
+
+def seeds_text(seeds: list[int]) -> str:
+    """``N=3 seeds 1234-1236``, or the seeds one by one where they are not consecutive."""
+    ordered = sorted(seeds)
+    consecutive = ordered == list(range(ordered[0], ordered[0] + len(ordered)))
+    listed = f"{ordered[0]}-{ordered[-1]}" if consecutive else "/".join(map(str, ordered))
+    return f"N={len(ordered)} seeds {listed}"
+
+
+def _sd(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def seed_row(members: list[Row], columns: list[str]) -> Row:
+    """One row for a variant run with several seeds: means over the seeds (see above)."""
+    members = sorted(members, key=lambda r: r.seed or 0)
+    first = members[0]
+    scores: dict[str, TaskScore] = {}
+    spread: dict[str, float] = {}
+    for task in columns:
+        have = [m.scores[task] for m in members if task in m.scores]
+        values = [s.value for s in have if s.value is not None]
+        if not have:
+            continue
+        mean = sum(values) / len(values) if values else None
+        scores[task] = TaskScore(task, have[0].metric, mean, None, have[0].samples)
+        if values:
+            spread[task] = _sd(values)
+    present = [s.value for t, s in scores.items() if s.value is not None]
+    walls = [m.wall_seconds for m in members]
+    settings = ", ".join(p for p in first.settings.split(", ")
+                         if not p.startswith("seed=")) if first.settings else ""
+    return Row(
+        model=first.model, kind=first.kind, variant=first.variant, oracle=first.oracle,
+        lm_eval_model=first.lm_eval_model,
+        settings=", ".join(p for p in (settings, seeds_text([m.seed or 0 for m in members]))
+                           if p),
+        budget=first.budget, seed=None, limit=first.limit, scores=scores,
+        depth_ratio=_mean([m.depth_ratio for m in members]),
+        evaluations=_mean([m.evaluations for m in members]),
+        wall_seconds=None if None in walls else round(sum(w or 0.0 for w in walls), 3),
+        sources=[p for m in members for p in m.sources],
+        owner={k: v for m in members for k, v in m.owner.items()},
+        records=[r for m in members for r in m.records],
+        average=sum(present) / len(present) if present else None,
+        missing_tasks=[t for t in columns if t not in scores], family=first.family,
+        members=members, score_sd=spread,
+    )
+
+
+def group_seeds(rows: list[Row], columns: list[str]) -> list[Row]:
+    """Searcher rows that differ only in their seed, as one seed row each (order kept)."""
+    families: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.kind == "search" and row.variant != "none" and row.seed is not None:
+            families.setdefault(row.family, []).append(row)
+    out: list[Row] = []
+    for row in rows:
+        family = families.get(row.family) if row.kind == "search" else None
+        if not family or len(family) < 2 or not any(row is r for r in family):
+            out.append(row)
+        elif row is family[0]:
+            out.append(seed_row(family, columns))
+    return out
 
 
 def task_columns(rows: list[Row]) -> list[str]:

@@ -48,7 +48,8 @@ def report(board: Board, out_dir: str | Path | None, plots: bool = True,
     if out_dir is not None:
         paths = write_board(board, out_dir, plots=plots, title=title)
         print(to_markdown(board, None, title))
-        written = [paths["markdown"], paths["csv"], paths["html"], *paths["plots"]]
+        written = [paths["markdown"], paths["csv"], paths["html"], paths["findings"],
+                   *paths["tables"], *paths["plots"]]
         print(f"wrote {len(written)} files to {out_dir}: "
               + ", ".join(p.name for p in written), file=sys.stderr)
     else:

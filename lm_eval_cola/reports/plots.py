@@ -2,7 +2,8 @@
 
 - ``layers_<task>.png``: per oracle row, the share of samples whose found chain skips, uses
   once, or repeats each layer (a stacked bar per layer). Found chains: the best chain of
-  every sample where the search found a correct one.
+  every sample where the search found a correct one. The counts are written as a table
+  too, ``layers_<task>.csv`` (``tables.layer_lines``).
 - ``lengths_<task>.png``: histogram of the best-chain length per oracle row, against the
   full depth (a dashed line).
 - ``pareto_<task>.png``: the task's main metric against mean depth, one point per row

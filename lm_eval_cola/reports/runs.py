@@ -8,6 +8,10 @@ packages, and nothing imports torch, transformers or lm-eval.
 Main metric of a task: ``acc`` where the task has it, else ``exact_match``, else the task's
 first metric; of that metric the filter ``none`` if present, else the first filter listed
 (gsm8k: ``exact_match,strict-match``). Its stderr is lm-eval's ``<metric>_stderr,<filter>``.
+A searcher run shows its oracle's metric and filter instead, where the task reports them:
+those the results config names (``cola_oracle_metric``, ``cola_oracle_filter``), else those
+its records were judged by (see ``board``), else its model_args' ``oracle_metric`` and
+``oracle_filter``.
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ class RunFile:
     seed: int | None
     settings: dict[str, Any]
     owner: dict[str, str] = field(default_factory=dict)  # task or subtask -> its column
+    # the oracle's metric and filter as the results config names them (None: not named)
+    oracle_metric: str | None = None
+    oracle_filter: str | None = None
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -89,6 +96,10 @@ class RunFile:
         """lm-eval's effective sample count per task (``--limit`` takes the first docs)."""
         counts = self.data.get("n-samples") or {}
         return {t: _int((v or {}).get("effective")) for t, v in counts.items()}
+
+    def rescore(self, task: str, metric: str | None, filt: str | None) -> TaskScore | None:
+        """The task's score under this metric and filter (see ``main_metric``)."""
+        return _task_score(self.data, task, metric, filt)
 
 
 def number(value: Any) -> float | None:
@@ -122,20 +133,22 @@ def parse_model_args(value: Any) -> dict[str, str]:
     return args
 
 
-def main_metric(task_results: dict[str, Any]) -> str | None:
-    """The task's main metric key ("metric,filter"); see the module docstring."""
+def main_metric(task_results: dict[str, Any], metric: str | None = None,
+                filt: str | None = None) -> str | None:
+    """The task's main metric key ("metric,filter"); see the module docstring. ``metric``
+    and ``filt``, where given and reported, are preferred to the defaults."""
     keys = [k for k in task_results
             if "," in k and not k.partition(",")[0].endswith("_stderr")
             and number(task_results[k]) is not None]
 
-    def pick(name: str) -> str | None:
+    def pick(name: str | None) -> str | None:
         found = [k for k in keys if k.partition(",")[0] == name]
-        for key in found:
-            if key.partition(",")[2] == "none":
-                return key
+        for wanted in (filt, "none"):
+            if wanted and f"{name},{wanted}" in found:
+                return f"{name},{wanted}"
         return found[0] if found else None
 
-    return pick("acc") or pick("exact_match") or (keys[0] if keys else None)
+    return pick(metric) or pick("acc") or pick("exact_match") or (keys[0] if keys else None)
 
 
 def top_level_tasks(data: dict[str, Any]) -> list[str]:
@@ -195,23 +208,35 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _scores(path: Path, data: dict[str, Any]) -> dict[str, TaskScore]:
-    samples = {t: (v or {}).get("effective") for t, v in (data.get("n-samples") or {}).items()}
+def _task_score(data: dict[str, Any], task: str, metric: str | None = None,
+                filt: str | None = None) -> TaskScore | None:
+    task_results = data["results"][task]
+    key = main_metric(task_results, metric, filt)
+    if key is None:
+        return None  # a group without aggregate metrics, or a task with none numeric
+    name, _, filter_name = key.partition(",")
+    count = ((data.get("n-samples") or {}).get(task) or {}).get("effective") \
+        or task_results.get("sample_len")
+    return TaskScore(task, key, number(task_results[key]),
+                     number(task_results.get(f"{name}_stderr,{filter_name}")), _int(count))
+
+
+def _scores(path: Path, data: dict[str, Any], metric: str | None,
+            filt: str | None) -> dict[str, TaskScore]:
     scores: dict[str, TaskScore] = {}
     for task in top_level_tasks(data):
-        task_results = data["results"][task]
-        if not isinstance(task_results, dict):
+        if not isinstance(data["results"][task], dict):
             raise RunDirError(f"{str(path)!r}: results of {task!r} are not an object")
-        metric = main_metric(task_results)
-        if metric is None:
-            continue  # a group without aggregate metrics, or a task with none numeric
-        name, _, filt = metric.partition(",")
-        count = samples.get(task) or task_results.get("sample_len")
-        scores[task] = TaskScore(task, metric, number(task_results[metric]),
-                                 number(task_results.get(f"{name}_stderr,{filt}")), _int(count))
+        score = _task_score(data, task, metric, filt)
+        if score is not None:
+            scores[task] = score
     if not scores:
         raise RunDirError(f"{str(path)!r} has no task with a numeric metric")
     return scores
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
 
 
 def read_run_file(path: Path) -> RunFile:
@@ -221,7 +246,11 @@ def read_run_file(path: Path) -> RunFile:
     config = data["config"]
     lm_eval_model = str(config.get("model") or "unknown")
     args = parse_model_args(config.get("model_args"))
-    scores = _scores(path, data)
+    searcher = bool(config.get("cola_searcher"))
+    metric = _text(config.get("cola_oracle_metric")) if searcher else None
+    filt = _text(config.get("cola_oracle_filter")) if searcher else None
+    scores = _scores(path, data, metric or (args.get("oracle_metric") if searcher else None),
+                     filt or (args.get("oracle_filter") if searcher else None))
     summary = config.get("cola_summary") if isinstance(config.get("cola_summary"), dict) else None
     if config.get("cola_searcher"):
         kind, variant = "search", str(config["cola_searcher"])
@@ -241,6 +270,7 @@ def read_run_file(path: Path) -> RunFile:
         depth_ratio=depth, num_layers=_int(config.get("cola_num_layers")),
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         settings=dict(config.get("cola_settings") or {}), owner=task_owners(data, tasks),
+        oracle_metric=metric, oracle_filter=filt,
     )
 
 
