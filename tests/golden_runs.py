@@ -30,6 +30,9 @@ SUMMARY_TIMING = ("total_search_seconds", "seconds_per_sample")
 # removed (it took lm-eval's own batch_size): compared only where both sides have them.
 NEW_FIELDS = ("schema", "oracle", "model", "total_best_length", "total_evaluations",
               "oracle_correct", "num_layers", "batch_size",
+              # the search-space settings (actions, presets, deep MCTS); None = the old space
+              "protocol", "actions", "block_sizes", "loop_repeats", "max_copies", "mode",
+              "reward", "pw_c", "pw_alpha", "exploration", "root_block_sizes",
               # schema 3 records (non-finite chains, cost, every chain, the chance control)
               "nonfinite", "evaluated_layers", "chains", "decoy",
               # summary keys added with them

@@ -10,12 +10,15 @@ A searcher proposes chains and is told their outcomes (ask/tell); it never evalu
 
 or synchronously: `run_search(searcher, evaluate, num_layers, seed=1234)`. Searchers know
 nothing of lm-eval, torch or transformers (see base.py for the protocol and the rules
-they all share). To add one, copy `none.py` or `random_search.py` and register it below.
+they all share, actions.py for the action space, settings.py for the settings and
+protocols.py for the `protocol=` presets). To add one, copy `none.py` or
+`random_search.py` and register it below.
 """
 
 from collections.abc import Callable
 from typing import Any
 
+from lm_eval_cola.searchers.actions import ActionSpace
 from lm_eval_cola.searchers.base import (
     BudgetExhausted,
     Chain,
@@ -25,16 +28,20 @@ from lm_eval_cola.searchers.base import (
     SearchResult,
     SearchRun,
     SearchSettings,
+    pareto_front,
     pick_best,
     run_search,
 )
 from lm_eval_cola.searchers.greedy import GreedySearcher
 from lm_eval_cola.searchers.mcts import MctsSearcher
 from lm_eval_cola.searchers.none import NoneSearcher
+from lm_eval_cola.searchers.protocols import PROTOCOLS
 from lm_eval_cola.searchers.random_search import RandomSearcher
 
 __all__ = [
+    "PROTOCOLS",
     "SEARCHERS",
+    "ActionSpace",
     "BudgetExhausted",
     "Chain",
     "Ledger",
@@ -44,6 +51,7 @@ __all__ = [
     "SearchSettings",
     "Searcher",
     "get_searcher",
+    "pareto_front",
     "pick_best",
     "register_searcher",
     "run_search",

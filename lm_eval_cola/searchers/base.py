@@ -23,6 +23,8 @@ Rules shared by every searcher (so their results are comparable):
   is free;
 - the best chain is the shortest correct one (ties: higher score, then the
   lexicographically smaller chain); with no correct chain it is the full chain;
+- `pareto` is the correct chains no other correct chain beats on both length and score
+  (see `pareto_front`); a chain whose score is not finite is never correct;
 - every chain other than the full one is non-empty, uses indices in [0, L) and has
   `min_len <= len <= max_len` (`max_len` defaults to 2L);
 - results depend only on (the outcomes told, budget, seed, settings): randomness comes
@@ -37,6 +39,18 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 from lm_eval_cola.chain import Chain, full_chain
+from lm_eval_cola.searchers.actions import ActionSpace
+from lm_eval_cola.searchers.protocols import apply_protocol
+from lm_eval_cola.searchers.settings import (  # noqa: F401 - re-exported for the searchers
+    ActionSettings,
+    EarlyStopSettings,
+    SearchSettings,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_sizes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +63,14 @@ class Outcome:
     score: float  # graded signal, higher is better; used for guidance and ties only
 
     def __post_init__(self) -> None:
-        # A heavily edited chain can overflow to NaN logits; NaN would break every sort
-        # below, and "worst possible" is what such a chain deserves, so map it to -inf.
+        # A heavily edited chain can overflow to NaN or infinite logits. Such a chain is
+        # broken, whatever its answer happened to be: NaN would break every sort below, so
+        # any non-finite score becomes -inf ("worst possible") and the chain never counts
+        # as correct (so it is never best, never in `pareto`, never an early stop).
         score = float(self.score)
-        object.__setattr__(self, "score", -math.inf if math.isnan(score) else score)
-        object.__setattr__(self, "correct", bool(self.correct))
+        finite = math.isfinite(score)
+        object.__setattr__(self, "score", score if finite else -math.inf)
+        object.__setattr__(self, "correct", bool(self.correct) and finite)
 
 
 class BudgetExhausted(Exception):
@@ -179,96 +196,14 @@ class SearchResult:
     evaluations: int  # distinct chains evaluated, the full chain included
     correct_chains: list[Chain] = field(default_factory=list)  # others, best-ranked first
     stopped_early: bool = False  # the searcher's early-stop rule ended the search
+    # The correct chains on the (shorter, higher score) Pareto front, shortest first (see
+    # `pareto_front`); its first chain is `best_chain`. Empty when no chain was correct.
+    pareto: list[Chain] = field(default_factory=list)
 
 
 # A searcher's run over one sample: yields lists of new chains, is sent their outcomes (same
 # order), returns the result.
 SearchRun = Generator[list[Chain], list[Outcome], SearchResult]
-
-
-# ---------------------------------------------------------------------------------------
-# Settings: one frozen dataclass per searcher, checked on construction.
-
-
-def _bad(name: str, value: Any, allowed: str) -> ValueError:
-    return ValueError(f"bad value for setting '{name}': {value!r} (allowed: {allowed})")
-
-
-def check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
-    # bool is an int subclass; `budget=True` is a mistake, not 1.
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= lo
-    if not ok or (hi is not None and value > hi):
-        allowed = f"an int >= {lo}" if hi is None else f"an int in [{lo}, {hi}]"
-        raise _bad(name, value, allowed)
-    return value
-
-
-def check_float(name: str, value: Any, lo: float, hi: float | None = None) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value < lo or (hi is not None and value > hi):
-        allowed = f"a finite number >= {lo}" if hi is None else f"a number in [{lo}, {hi}]"
-        raise _bad(name, value, allowed)
-    return float(value)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _bad(name, value, "True or False")
-    return value
-
-
-def check_sizes(name: str, value: Any) -> tuple[int, ...]:
-    allowed = "a non-empty tuple of ints >= 1"
-    if not isinstance(value, tuple | list) or not value:
-        raise _bad(name, value, allowed)
-    for v in value:
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise _bad(name, value, allowed)
-    return tuple(sorted(set(value)))  # canonical form, so records compare equal
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """Settings every searcher has. Subclasses add theirs and extend `check`."""
-
-    budget: int = 200  # distinct chain evaluations per sample, the full chain included
-    min_len: int = 1
-    max_len: int | None = None  # None: 2 * num_layers
-
-    def __post_init__(self) -> None:
-        self.check()
-
-    def check(self) -> None:
-        check_int("budget", self.budget, 1)
-        check_int("min_len", self.min_len, 1)
-        if self.max_len is not None:
-            check_int("max_len", self.max_len, self.min_len)
-
-    def _set(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)  # normalising a frozen field in check()
-
-    def length_bounds(self, num_layers: int) -> tuple[int, int]:
-        hi = 2 * num_layers if self.max_len is None else self.max_len
-        if self.min_len > hi:
-            raise ValueError(f"min_len {self.min_len} > max_len {hi} for {num_layers} layers")
-        return self.min_len, hi
-
-
-@dataclass(frozen=True)
-class EarlyStopSettings(SearchSettings):
-    """Settings of the searchers that walk the skip/repeat action space (mcts, random)."""
-
-    skip_sizes: tuple[int, ...] = (1, 2)  # remove this many consecutive positions
-    repeat_sizes: tuple[int, ...] = (1,)  # insert this many extra copies of one position
-    early_stop: bool = True
-    min_shorter: int = 2
-
-    def check(self) -> None:
-        super().check()
-        self._set("skip_sizes", check_sizes("skip_sizes", self.skip_sizes))
-        self._set("repeat_sizes", check_sizes("repeat_sizes", self.repeat_sizes))
-        check_bool("early_stop", self.early_stop)
-        check_int("min_shorter", self.min_shorter, 1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -278,17 +213,13 @@ class EarlyStopSettings(SearchSettings):
 def neighbours(
     chain: Chain, skip_sizes: Iterable[int], repeat_sizes: Iterable[int], lo: int, hi: int
 ) -> list[Chain]:
-    """Distinct chains one action away, in a fixed order (skips, then repeats).
+    """Distinct chains one action of the older space away, in a fixed order (skips, then
+    repeats): `ActionSpace.legacy(...).chains(chain)` (see actions.py).
 
     skip k at i: drop positions i..i+k-1.  repeat k at i: insert k extra copies of
     position i right after it. Only chains with lo <= len <= hi are kept.
     """
-    out: list[Chain] = []
-    for k in skip_sizes:
-        out += [chain[:i] + chain[i + k :] for i in range(len(chain) - k + 1)]
-    for k in repeat_sizes:
-        out += [chain[: i + 1] + (chain[i],) * k + chain[i + 1 :] for i in range(len(chain))]
-    return [c for c in dict.fromkeys(out) if c and lo <= len(c) <= hi]
+    return ActionSpace.legacy(tuple(skip_sizes), tuple(repeat_sizes), lo, hi).chains(chain)
 
 
 def rank_key(chain: Chain, outcome: Outcome) -> tuple:
@@ -301,6 +232,27 @@ def pick_best(seen: dict[Chain, Outcome], full: Chain) -> tuple[Chain, list[Chai
     correct = sorted((c for c, o in seen.items() if o.correct), key=lambda c: rank_key(c, seen[c]))
     best = correct[0] if correct else full
     return best, [c for c in correct if c != best]
+
+
+def pareto_front(seen: dict[Chain, Outcome]) -> list[Chain]:
+    """The correct chains that no other correct chain beats on both counts (no longer and
+    no lower score, better on one), one per length, shortest first.
+
+    For each length among the correct chains the best one by `rank_key` (higher score,
+    then lexicographically smaller); then, going up in length, a chain is kept only if its
+    score is strictly higher than that of every shorter chain kept. So scores rise strictly
+    along the list, and its first chain is `pick_best`'s best.
+    """
+    best_per_length: dict[int, Chain] = {}
+    correct = sorted((c for c, o in seen.items() if o.correct), key=lambda c: rank_key(c, seen[c]))
+    for chain in correct:
+        best_per_length.setdefault(len(chain), chain)
+    front: list[Chain] = []
+    for length in sorted(best_per_length):
+        chain = best_per_length[length]
+        if not front or seen[chain].score > seen[front[-1]].score:
+            front.append(chain)
+    return front
 
 
 def early_stop_hit(
@@ -333,6 +285,7 @@ def make_result(ledger: Ledger, keep_correct: int, stopped_early: bool) -> Searc
         evaluations=ledger.evaluations,
         correct_chains=others[:keep_correct],
         stopped_early=stopped_early,
+        pareto=pareto_front(ledger.seen),
     )
     log.debug(
         "search done: best %s (%d layers) after %d evaluations", best, len(best), result.evaluations
@@ -362,6 +315,7 @@ class Searcher(ABC):
                     f"unknown setting '{key}' for searcher '{self.name}'; "
                     f"allowed: {', '.join(allowed)}"
                 )
+        settings = apply_protocol(settings, allowed)  # a preset under the explicit settings
         try:
             self.settings = self.Settings(**settings)
         except ValueError as err:

@@ -9,6 +9,10 @@ single skip and single repeat of the current chain (one batch); take the best-sc
 correct one, or if none is correct move to the best-scoring candidate and try again,
 for up to `max_rounds` rounds. Then prune from the correct chain found.
 
+With `actions` / `block_sizes` / `loop_repeats` (actions.py) the rescue tries every move of
+that action space instead, and the pruning every skip of it (blocks of k positions; no
+pruning when the space has no skip). Without them both are as described above.
+
 Ties on score go to the shorter, then lexicographically smaller chain, so the result
 depends on the outcomes alone; the seed is unused.
 """
@@ -16,7 +20,9 @@ depends on the outcomes alone; the seed is unused.
 import logging
 from dataclasses import dataclass
 
+from lm_eval_cola.searchers.actions import ActionSpace
 from lm_eval_cola.searchers.base import (
+    ActionSettings,
     Asks,
     BudgetExhausted,
     Chain,
@@ -24,18 +30,16 @@ from lm_eval_cola.searchers.base import (
     Outcome,
     Searcher,
     SearchRun,
-    SearchSettings,
     begin,
     check_int,
     make_result,
-    neighbours,
 )
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class GreedySettings(SearchSettings):
+class GreedySettings(ActionSettings):
     budget: int = 200
     max_rounds: int = 2  # rescue rounds for a sample the full chain gets wrong
 
@@ -63,18 +67,18 @@ class GreedySearcher(Searcher):
     settings: GreedySettings
 
     def search(self, ledger: Ledger, seed: int, keep_correct: int = 5) -> SearchRun:
-        bounds = self.settings.length_bounds(ledger.num_layers)
+        space = self.settings.action_space(ledger.num_layers)
         full_correct = (yield from begin(ledger, keep_correct)).correct
-        start = ledger.full if full_correct else (yield from self._rescue(ledger, bounds))
+        start = ledger.full if full_correct else (yield from self._rescue(ledger, space))
         if start is not None:
-            yield from self._prune(ledger, start, bounds)
+            yield from self._prune(ledger, start, space)
         return make_result(ledger, keep_correct, stopped_early=False)
 
-    def _rescue(self, ledger: Ledger, bounds: tuple[int, int]) -> Asks[Chain | None]:
+    def _rescue(self, ledger: Ledger, space: ActionSpace) -> Asks[Chain | None]:
         current = ledger.full
         visited = {current}  # never move back to a chain we already left: no cycles
         for _ in range(self.settings.max_rounds):
-            candidates = [c for c in neighbours(current, (1,), (1,), *bounds) if c not in visited]
+            candidates = [c for c in space.chains(current) if c not in visited]
             pairs = yield from affordable(ledger, candidates)
             if not pairs:
                 return None
@@ -86,11 +90,12 @@ class GreedySearcher(Searcher):
             log.debug("rescue: no correct neighbour, moving to %s", current)
         return None
 
-    def _prune(self, ledger: Ledger, chain: Chain, bounds: tuple[int, int]) -> Asks[Chain]:
-        lo, hi = bounds
+    def _prune(self, ledger: Ledger, chain: Chain, space: ActionSpace) -> Asks[Chain]:
+        pruning = space.skips_only()  # the older space's skip is one position
         while True:
-            removals = dict.fromkeys(chain[:i] + chain[i + 1 :] for i in range(len(chain)))
-            candidates = [c for c in removals if lo <= len(c) <= hi]
+            candidates = pruning.chains(chain)
+            if not candidates:
+                return chain
             pairs = yield from affordable(ledger, candidates)
             correct = [p for p in pairs if p[1].correct]
             if not correct:

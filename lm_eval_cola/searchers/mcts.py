@@ -1,84 +1,165 @@
 """`mcts`: Monte Carlo tree search over chains, after "Skip a Layer or Loop it? Test-Time
-Depth Adaptation of Pretrained LLMs" (Li, Li, Zhou 2025) and its public code.
+Depth Adaptation of Pretrained LLMs" (Li, Li, Zhou 2025) and the public code it follows.
 
-The tree's root is the full chain; an edge is one action (skip 1 or 2 adjacent
-positions, or repeat one position once, by default). Each simulation selects a node by
-UCB, expands one untried action, evaluates the child's chain (memoized, so a chain
-reached again along another path costs no budget) and backs the reward up to the root.
+The tree's root is the full chain; an edge is one action of the action space (actions.py:
+by default skip 1 or 2 adjacent positions, or repeat one position once; `actions`,
+`block_sizes`, `loop_repeats` give the paper's skip / loop of blocks). Each simulation
+selects a node, expands a child, evaluates the child's chain (memoized, so a chain reached
+again along another path costs no budget) and backs its reward up to the root.
 
-Selection score of a child, exactly as the public code computes it:
+Selection score of a child:
 
     ucb(child) = W / n + c * sqrt(ln N / n) - length_penalty * len(child.chain) / L
 
 where W is the sum of the rewards backed up through the child, n its visits, N its
-parent's visits, L the model's layer count, and the reward of an evaluated chain is
-1.0 if it answers the sample right and 0.0 if not. So the length penalty is charged on
-the node's own chain when it is selected, not mixed into the averaged rewards.
+parent's visits (`exploration=root`: ln(N_root + 1), PoLar's form), L the model's layer
+count. The length penalty is charged on the node's own chain when it is selected, not mixed
+into the averaged rewards. The reward of an evaluated chain is (`reward`):
 
-The paper's settings are the defaults (200 evaluations, c=1.8, lambda=3, random child
-with probability 0.1, chains up to 2L). Its later variant is reachable by settings:
-`budget=100` (or `max_simulations=100`), `length_penalty=5.0`, `min_len`/`max_len`.
+- `correct`: 1.0 if it answers the sample right, else 0.0 (the public code's);
+- `graded`: the outcome's score shaped into [0, 1]: (score + 0.5) / 2, clamped, 0 for a
+  non-finite score. The oracle's score is the task metric (0/1) plus the gold's squashed
+  log-likelihood margin in (-0.5, 0.5), so a correct chain gets a reward in [0.5, 1] and a
+  wrong one in [0, 0.5]: correctness still decides, and the margin says how close a wrong
+  chain is to right (and how safely right a correct one is).
+
+Walks (`mode`):
+
+- `uct` (default): textbook MCTS: descend by UCB through fully expanded nodes, expand one
+  untried child (random order), with probability `random_prob` step to a random child.
+  `descend_to_leaf=True` instead descends until a node with no children, as the public code
+  does (a node never gets a second child: the "tree" is one random walk).
+- `expand_all` (PoLar's): descend while a node has children (an unvisited child first, at
+  random), then expand ALL children of the leaf reached and evaluate one at random.
+- `deep` (mcts_deep.py; use it with `actions`): built for ~200 evaluations against
+  ~600 children per node (k, r in 1..4), where `uct` spends its budget on the root's one-edit
+  neighbours and never reaches depth 3. What it changes, and why (measured on the fakes of
+  tests/test_mcts_deep.py, L = 30, a chain three edits away planted, budget 200: the deep
+  mode finds it in 40 of 40 seeds, uct and random search in 0; with 0/1 rewards, without the
+  root scan, without the additive prediction, with c = 1.8 or with pw_c = 1: 0, 1, 1, 0, 6
+  of 40; with Q as the mean reward instead of the best, a right chain is shortened to 18
+  layers instead of 8):
+  1. the graded reward (the default in this mode): with 0/1 rewards every wrong chain ties,
+     so nothing leads a search towards a fix;
+  2. a root scan: the root's first children are its single-layer moves (skip one layer,
+     loop one layer once), ~2L evaluations that say what each layer does;
+  3. expansion by predicted gain: an edit (its kind and the layers it touches, e.g.
+     "skip 20-21", "loop 10-12 x2") is predicted by its mean reward gain where it was
+     tried, else by the sum of its layers' gains alone (first order, like layer-importance
+     scores); an edit tried with no gain ranks below the untried ones. Once a node's chain
+     is correct, the length penalty of the layers a move adds is charged too, so a right
+     chain is shortened. Good edits found anywhere are combined everywhere: the deep chains;
+  4. progressive widening: a node has at most ceil(pw_c * visits ** pw_alpha) children
+     (the root: its scan plus that), and Q in the UCB is the best reward in the child's
+     subtree (a search for one best chain, not an average outcome), with c = 0 by default:
+     any exploration bonus spreads simulations over siblings that score alike (every safe
+     skip of a right chain), which keeps the tree shallow; exploration comes from widening,
+     and from `random_prob` (the chance that a node expands a random untried move, the
+     paper's "random unexplored child"; 0 by default here, as it costs evaluations).
+  The length penalty stays in the UCB. Chains already evaluated are not expanded again, and
+  a subtree with nothing left to expand is not selected.
+
+Early stop (`early_stop`, the paper's rule, see base.py) applies in every walk; the deep
+presets switch it off, so the search keeps looking for shorter correct chains and fills the
+Pareto set. The defaults are the public code's settings (200 evaluations, c=1.8, lambda=3,
+random child with probability 0.1, chains up to 2L); `protocol=cola|drllm|polar` sets a
+paper's whole protocol (protocols.py).
 """
 
 import logging
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from lm_eval_cola.searchers.actions import ActionSpace, parse_sizes
 from lm_eval_cola.searchers.base import (
+    Asks,
     Chain,
     EarlyStopSettings,
     Ledger,
+    Outcome,
     Searcher,
     SearchRun,
     begin,
     check_bool,
+    check_choice,
     check_float,
     check_int,
     early_stop_hit,
     make_result,
-    neighbours,
 )
+from lm_eval_cola.searchers.mcts_deep import DeepTree, Node, graded_reward
 
 log = logging.getLogger(__name__)
 
 SIMULATIONS_PER_EVALUATION = 20  # default cap on simulations: revisits are free, loops are not
+MODES = ("uct", "deep", "expand_all")
+REWARDS = ("correct", "graded")
 
 
 @dataclass(frozen=True)
 class MctsSettings(EarlyStopSettings):
     budget: int = 200
-    c: float = 1.8  # UCB exploration constant
+    # UCB exploration constant. None: 1.8 (uct, expand_all; the public code's), 0.0 (deep:
+    # exploration comes from widening; see the module docstring)
+    c: float | None = None
     length_penalty: float = 3.0  # lambda in ucb(); see the module docstring
-    random_prob: float = 0.1  # chance of descending to a random child instead of by UCB
+    # uct / expand_all: chance of stepping to a random child instead of the UCB's; deep:
+    # chance that a node expands a random untried move instead of the best-predicted one.
+    # None: 0.1 (uct, expand_all; the public code's), 0.0 (deep)
+    random_prob: float | None = None
     # The public code descends until a node with no children, so a node never gets a
     # second child and the "tree" is one random walk that deepens by one action per
     # simulation. True reproduces that; False (the default) is textbook MCTS, which
-    # descends only through fully expanded nodes.
+    # descends only through fully expanded nodes. `mode=uct` only.
     descend_to_leaf: bool = False
     # Simulations, memoized revisits included. None: 20 * budget, a guard against
     # looping over a tree whose chains are all evaluated; with descend_to_leaf it is
     # `budget`, as the public code counts its 200 simulations.
     max_simulations: int | None = None
+    mode: str = "uct"  # uct | deep | expand_all: the walk (module docstring)
+    reward: str | None = None  # correct | graded; None: graded in mode deep, else correct
+    pw_c: float = 3.0  # mode deep: at most ceil(pw_c * visits ** pw_alpha) children
+    pw_alpha: float = 0.5
+    exploration: str = "parent"  # parent: c*sqrt(ln N_parent / n); root: c*sqrt(ln(N_root+1)/n)
+    root_block_sizes: tuple[int, ...] | None = None  # block sizes at the root only; None: same
 
     def check(self) -> None:
         super().check()
+        check_choice("mode", self.mode, MODES)
+        deep = self.mode == "deep"
+        if self.c is None:
+            self._set("c", 0.0 if deep else 1.8)
+        if self.random_prob is None:
+            self._set("random_prob", 0.0 if deep else 0.1)
         self._set("c", check_float("c", self.c, 0.0))
         self._set("length_penalty", check_float("length_penalty", self.length_penalty, 0.0))
         self._set("random_prob", check_float("random_prob", self.random_prob, 0.0, 1.0))
         if self.max_simulations is not None:
             check_int("max_simulations", self.max_simulations, 1)
         check_bool("descend_to_leaf", self.descend_to_leaf)
+        if self.reward is None:
+            self._set("reward", "graded" if deep else "correct")
+        check_choice("reward", self.reward, REWARDS)
+        self._set("pw_c", check_float("pw_c", self.pw_c, 0.0))
+        if self.pw_c <= 0:
+            raise ValueError(f"bad value for setting 'pw_c': {self.pw_c!r} (allowed: > 0)")
+        self._set("pw_alpha", check_float("pw_alpha", self.pw_alpha, 0.0, 1.0))
+        check_choice("exploration", self.exploration, ("parent", "root"))
+        if self.root_block_sizes is not None:
+            self._set("root_block_sizes", parse_sizes("root_block_sizes", self.root_block_sizes))
+            if not self.paper_space:
+                raise ValueError("root_block_sizes needs the paper's action space "
+                                 "(actions, block_sizes or loop_repeats)")
+        if self.descend_to_leaf and self.mode != "uct":
+            raise ValueError("descend_to_leaf is a walk of mode=uct; drop it or set mode=uct")
 
-
-@dataclass(eq=False)
-class Node:
-    chain: Chain
-    parent: "Node | None"
-    untried: list[Chain]  # children not yet expanded, popped from the end
-    children: list["Node"] = field(default_factory=list)
-    visits: int = 0
-    wins: float = 0.0  # sum of rewards backed up through this node
+    def spaces(self, num_layers: int) -> tuple[ActionSpace, ActionSpace]:
+        """(the root's action space, every other node's)."""
+        space = self.action_space(num_layers)
+        if self.root_block_sizes is None:
+            return space, space
+        return space.with_sizes(self.root_block_sizes), space
 
 
 class MctsSearcher(Searcher):
@@ -89,23 +170,23 @@ class MctsSearcher(Searcher):
     def search(self, ledger: Ledger, seed: int, keep_correct: int = 5) -> SearchRun:
         s = self.settings
         rng = random.Random(seed)
-        bounds = s.length_bounds(ledger.num_layers)
+        spaces = s.spaces(ledger.num_layers)
         root_outcome = yield from begin(ledger, keep_correct)
-        root = self._new_node(ledger.full, None, rng, bounds)
-        self._backprop(root, float(root_outcome.correct))
+        root = self._new_node(ledger.full, None, rng, spaces)
+        root.reward, root.correct = self.reward(root_outcome), root_outcome.correct
+        self._backprop(root, root.reward)
         max_sims = s.max_simulations or ledger.budget * (
             1 if s.descend_to_leaf else SIMULATIONS_PER_EVALUATION
         )
+        deep = DeepTree(self, ledger, rng, root, spaces) if s.mode == "deep" else None
         stopped = False
         for _ in range(max_sims):
-            if ledger.remaining <= 0:
+            if ledger.remaining <= 0 or root.done:
                 break  # what is left in the tree is memoized: nothing new to learn
-            node = self._select(root, rng, ledger.num_layers)
-            if node.untried:
-                node = self._expand(node, rng, bounds)
-            # A node with no actions left is re-read from the memo: no yield, no cost.
-            outcome = yield from ledger.ask(node.chain)
-            self._backprop(node, float(outcome.correct))
+            if deep is not None:
+                node, outcome = yield from deep.simulate()
+            else:
+                node, outcome = yield from self._simulate(ledger, rng, root, spaces)
             if s.early_stop and early_stop_hit(
                 node.chain, outcome, root_outcome.correct, ledger.num_layers, s.min_shorter
             ):
@@ -114,32 +195,77 @@ class MctsSearcher(Searcher):
                 break
         return make_result(ledger, keep_correct, stopped_early=stopped)
 
-    def _new_node(
-        self, chain: Chain, parent: Node | None, rng: random.Random, bounds: tuple[int, int]
-    ) -> Node:
+    def reward(self, outcome: Outcome) -> float:
+        if self.settings.reward == "graded":
+            return graded_reward(outcome.score)
+        return float(outcome.correct)
+
+    def _simulate(
+        self, ledger: Ledger, rng: random.Random, root: Node, spaces: tuple[ActionSpace, ...]
+    ) -> Asks[tuple[Node, Outcome]]:
+        """One simulation of mode uct or expand_all: (the node evaluated, its outcome)."""
         s = self.settings
-        untried = neighbours(chain, s.skip_sizes, s.repeat_sizes, *bounds)
+        if s.mode == "expand_all":
+            node = self._select_expand_all(root, rng, ledger.num_layers, spaces)
+        else:
+            node = self._select(root, rng, ledger.num_layers)
+            if node.untried:
+                node = self._expand(node, rng, spaces)
+        # A node with no actions left is re-read from the memo: no yield, no cost.
+        outcome = yield from ledger.ask(node.chain)
+        node.reward = self.reward(outcome)
+        self._backprop(node, node.reward)
+        return node, outcome
+
+    def _new_node(
+        self, chain: Chain, parent: Node | None, rng: random.Random, spaces: tuple
+    ) -> Node:
+        if self.settings.mode == "deep":
+            return Node(chain, parent, [])  # its moves are listed when it first widens
+        untried = spaces[0 if parent is None else 1].chains(chain)
         rng.shuffle(untried)  # the public code tries actions in random order too
         return Node(chain, parent, untried)
 
     def _select(self, node: Node, rng: random.Random, num_layers: int) -> Node:
         s = self.settings
+        root = node
         while node.children and (s.descend_to_leaf or not node.untried):
             if rng.random() < s.random_prob:
                 node = rng.choice(node.children)
             else:
                 parent = node
-                node = max(parent.children, key=lambda ch: self._ucb(ch, parent, num_layers))
+                node = max(parent.children, key=lambda ch: self._ucb(ch, parent, root, num_layers))
         return node
 
-    def _ucb(self, child: Node, parent: Node, num_layers: int) -> float:
+    def _select_expand_all(
+        self, node: Node, rng: random.Random, num_layers: int, spaces: tuple
+    ) -> Node:
+        s, root = self.settings, node
+        while node.children:
+            unvisited = [ch for ch in node.children if ch.visits == 0]
+            if unvisited:
+                return rng.choice(unvisited)  # an unvisited child's UCB is infinite
+            if rng.random() < s.random_prob:
+                node = rng.choice(node.children)
+            else:
+                parent = node
+                node = max(parent.children, key=lambda ch: self._ucb(ch, parent, root, num_layers))
+        while node.untried:  # a visited leaf: expand all its children ...
+            self._expand(node, rng, spaces)
+        return rng.choice(node.children) if node.children else node  # ... evaluate one
+
+    def _ucb(self, child: Node, parent: Node, root: Node, num_layers: int) -> float:
         s = self.settings
-        mean = child.wins / child.visits
-        explore = s.c * math.sqrt(math.log(parent.visits) / child.visits)
+        # deep: Q is the best reward in the child's subtree (a search for one best chain)
+        mean = child.best if s.mode == "deep" else child.wins / child.visits
+        if s.exploration == "root":
+            explore = s.c * math.sqrt(math.log(root.visits + 1) / child.visits)
+        else:
+            explore = s.c * math.sqrt(math.log(parent.visits) / child.visits)
         return mean + explore - s.length_penalty * len(child.chain) / num_layers
 
-    def _expand(self, node: Node, rng: random.Random, bounds: tuple[int, int]) -> Node:
-        child = self._new_node(node.untried.pop(), node, rng, bounds)
+    def _expand(self, node: Node, rng: random.Random, spaces: tuple) -> Node:
+        child = self._new_node(node.untried.pop(), node, rng, spaces)
         node.children.append(child)
         return child
 
@@ -147,5 +273,6 @@ class MctsSearcher(Searcher):
     def _backprop(node: Node | None, reward: float) -> None:
         while node is not None:
             node.visits += 1
+            node.best = max(node.best, reward)
             node.wins += reward
             node = node.parent

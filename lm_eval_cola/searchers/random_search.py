@@ -1,8 +1,10 @@
 """`random`: random chains from the same action space as `mcts`, as its control.
 
-Each draw applies 1..max_actions random skip/repeat actions to the full chain (each
-step picks uniformly among the distinct chains one action away). Same budget meaning
-and early-stop rule as `mcts`, so the two are comparable at equal cost.
+Each draw applies 1..max_actions random actions to the full chain (each step picks
+uniformly among the distinct chains one action away), in the action space of the settings
+(`actions`, `block_sizes`, `loop_repeats`, or the older `skip_sizes`, `repeat_sizes`; see
+actions.py). Same budget meaning and early-stop rule as `mcts`, so the two are comparable
+at equal cost.
 
 It asks for one chain at a time, so it never spends an evaluation past an early stop;
 batching across samples is the caller's job (see base.py).
@@ -12,6 +14,7 @@ import logging
 import random
 from dataclasses import dataclass
 
+from lm_eval_cola.searchers.actions import ActionSpace
 from lm_eval_cola.searchers.base import (
     Chain,
     EarlyStopSettings,
@@ -22,7 +25,6 @@ from lm_eval_cola.searchers.base import (
     check_int,
     early_stop_hit,
     make_result,
-    neighbours,
 )
 
 log = logging.getLogger(__name__)
@@ -48,12 +50,12 @@ class RandomSearcher(Searcher):
     def search(self, ledger: Ledger, seed: int, keep_correct: int = 5) -> SearchRun:
         s = self.settings
         rng = random.Random(seed)
-        bounds = s.length_bounds(ledger.num_layers)
+        space = s.action_space(ledger.num_layers)
         full_correct = (yield from begin(ledger, keep_correct)).correct
         draws_left = DRAWS_PER_EVALUATION * ledger.budget
         while ledger.remaining > 0 and draws_left > 0:
             draws_left -= 1
-            chain = self._draw(ledger.full, rng, bounds)
+            chain = self._draw(ledger.full, rng, space)
             if chain in ledger.seen:
                 continue  # known already: draw again
             outcome = yield from ledger.ask(chain)
@@ -64,10 +66,9 @@ class RandomSearcher(Searcher):
                 return make_result(ledger, keep_correct, stopped_early=True)
         return make_result(ledger, keep_correct, stopped_early=False)
 
-    def _draw(self, chain: Chain, rng: random.Random, bounds: tuple[int, int]) -> Chain:
-        s = self.settings
-        for _ in range(rng.randint(1, s.max_actions)):
-            options = neighbours(chain, s.skip_sizes, s.repeat_sizes, *bounds)
+    def _draw(self, chain: Chain, rng: random.Random, space: ActionSpace) -> Chain:
+        for _ in range(rng.randint(1, self.settings.max_actions)):
+            options = space.chains(chain)
             if not options:
                 break
             chain = rng.choice(options)

@@ -1,0 +1,146 @@
+"""mcts's deep mode against fakes of a 30-layer model (see mcts.py and mcts_deep.py).
+
+The planted fake: one chain, three edits from the full chain in the paper's action space
+(k, r in 1..4), is the only right answer: block 10-12 looped twice more, layers 20-21
+skipped, layers 25-28 skipped:
+
+    0..12, 10, 11, 12, 10, 11, 12, 13..19, 22, 23, 24, 29
+
+Its graded score rises smoothly with closeness, like a real model's margin: closeness is
+the fraction of the planted chain's 12 single-layer changes (6 extra copies, 6 skipped
+layers) that a chain has, i.e. 1 - its edit distance to the planted chain / 12, less 1/12
+for each layer the planted chain needs that the chain has lost (no action brings a skipped
+layer back); margin = 0.49 * tanh(2 * closeness - 1), score = correct + margin.
+
+Measured with this file's code (seeds 0..39, budget 200, the same action space):
+
+| searcher | planted chain found |
+|---|---|
+| mcts mode=deep (its defaults) | 40 / 40 |
+| mcts protocol=cola (lambda 5, random child 0.1) | 27 / 40 |
+| mcts (uct) | 0 / 40 |
+| random | 0 / 40 |
+| greedy | 0 / 40 |
+| deep with reward=correct / c=1.8 / pw_c=1 | 0 / 0 / 6 of 40 |
+| deep without the root scan / the additive prediction | 1 / 1 of 40 |
+
+The test runs seeds 0..23 for deep and 0..19 for random (random is the slow one).
+"""
+
+import math
+
+import pytest
+
+from lm_eval_cola.searchers import Chain, Outcome, get_searcher, run_search
+
+L = 30
+FULL = tuple(range(L))
+SKIPPED = (20, 21, 25, 26, 27, 28)
+PLANTED = FULL[:13] + (10, 11, 12) * 2 + tuple(x for x in range(13, L) if x not in SKIPPED)
+NEEDED = set(PLANTED)
+SPACE = {"actions": "skip+loop", "block_sizes": "1+2+3+4", "loop_repeats": "1+2+3+4"}
+
+
+def edit_distance(a: Chain, b: Chain) -> int:
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+D0 = edit_distance(FULL, PLANTED)  # 12
+
+
+def planted(chain: Chain) -> Outcome:
+    lost = len(NEEDED - set(chain))
+    closeness = (D0 - edit_distance(chain, PLANTED) - lost) / D0
+    right = chain == PLANTED
+    return Outcome(right, float(right) + 0.49 * math.tanh(2 * closeness - 1))
+
+
+def found(name: str, seeds: range, **settings) -> int:
+    hits = 0
+    for seed in seeds:
+        result = run_search(get_searcher(name, **settings), planted, L, seed)
+        assert result.evaluations <= 200
+        hits += result.best_chain == PLANTED
+    return hits
+
+
+def test_the_planted_chain_is_three_edits_away():
+    assert D0 == 12 and len(PLANTED) == L
+    space = get_searcher("mcts", **SPACE).settings.action_space(L)
+    step1 = {m.action.describe(FULL): m.chain for m in space.moves(FULL)}
+    step2 = {m.action.describe(step1["loop 10-12 x2 more"]): m.chain
+             for m in space.moves(step1["loop 10-12 x2 more"])}
+    assert PLANTED in {m.chain for m in space.moves(step2["skip 20-21"])}
+    assert PLANTED not in step1.values() and PLANTED not in step2.values()
+    # the score rises with each planted edit
+    scores = [planted(c).score for c in (FULL, step1["loop 10-12 x2 more"], step2["skip 20-21"])]
+    assert scores == sorted(scores) and planted(PLANTED).correct
+
+
+def test_deep_mcts_finds_the_planted_chain_where_random_does_not():
+    deep = found("mcts", range(24), mode="deep", **SPACE)
+    rand = found("random", range(20), **SPACE)
+    assert deep >= 0.8 * 24, deep  # measured: 24 / 24
+    assert rand <= 2, rand  # measured: 0 / 20
+    assert deep / 24 - rand / 20 >= 0.6
+
+
+def test_uct_mode_stays_near_the_root():
+    # the old walk, same space and budget: the root's ~570 children come first
+    assert found("mcts", range(4), **SPACE) == 0
+
+
+NEEDS = {3, 8, 14, 19, 26}
+
+
+def right_when_needs_kept(chain: Chain) -> Outcome:
+    """The full chain is right; right iff layers 3, 8, 14, 19 and 26 are all kept. The
+    margin falls a little with length (a shorter right chain is a little less sure)."""
+    right = NEEDS <= set(chain)
+    return Outcome(right, float(right) + 0.4 - 0.3 * (1 - len(chain) / L))
+
+
+@pytest.mark.parametrize("settings", [{"protocol": "cola"}, {"mode": "deep", "early_stop": False,
+                                                               **SPACE}])
+def test_deep_keeps_shortening_a_right_chain(settings):
+    for seed in range(3):
+        result = run_search(get_searcher("mcts", **settings), right_when_needs_kept, L, seed)
+        assert result.full_correct and not result.stopped_early
+        assert result.evaluations == 200
+        assert len(result.best_chain) <= 10, result.best_chain  # measured: 8 (shortest: 5)
+        pareto = result.pareto
+        assert pareto[0] == result.best_chain and len(pareto) >= 5
+        lengths = [len(c) for c in pareto]
+        scores = [right_when_needs_kept(c).score for c in pareto]
+        assert lengths == sorted(set(lengths)) and scores == sorted(set(scores))
+    # the default (the paper's early stop) ends at the first right chain 2 layers shorter
+    result = run_search(get_searcher("mcts"), right_when_needs_kept, L, 0)
+    assert result.stopped_early and len(result.best_chain) == L - 2
+
+
+def test_deep_mode_settings():
+    s = get_searcher("mcts", mode="deep").settings
+    assert (s.reward, s.c, s.random_prob, s.pw_c, s.pw_alpha) == ("graded", 0.0, 0.0, 3.0, 0.5)
+    s = get_searcher("mcts", mode="deep", reward="correct", c=0.5, random_prob=0.2).settings
+    assert (s.reward, s.c, s.random_prob) == ("correct", 0.5, 0.2)
+    s = get_searcher("mcts").settings
+    assert (s.mode, s.reward, s.c, s.random_prob) == ("uct", "correct", 1.8, 0.1)
+    for bad in [{"mode": "wide"}, {"reward": "score"}, {"pw_c": 0}, {"pw_alpha": 1.5},
+                {"mode": "deep", "descend_to_leaf": True}, {"exploration": "leaf"}]:
+        with pytest.raises(ValueError, match="setting|descend_to_leaf"):
+            get_searcher("mcts", **bad)
+
+
+def test_graded_reward_shape():
+    from lm_eval_cola.searchers.mcts_deep import graded_reward
+
+    assert graded_reward(-0.5) == 0.0 and graded_reward(1.5) == 1.0
+    assert graded_reward(0.5) == 0.5 and graded_reward(9.0) == 1.0 and graded_reward(-9.0) == 0.0
+    assert graded_reward(float("nan")) == 0.0 and graded_reward(-math.inf) == 0.0
+    assert graded_reward(0.9) > graded_reward(0.4)  # right beats wrong: right >= 0.5 >= wrong
