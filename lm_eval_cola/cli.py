@@ -9,17 +9,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from lm_eval_cola import __version__
+from lm_eval_cola.compat.lm_eval_private import parse_model_args
 from lm_eval_cola.errors import UserError
 
 logger = logging.getLogger("lm_eval_cola")
 
-
-
-def parse_model_args(text: str | None) -> dict:
-    """``key=value,key=value`` the way lm-eval's CLI reads --model_args."""
-    from lm_eval_cola.compat.lm_eval_private import parse_model_args as parse
-
-    return parse(text)
 
 
 def _model_layer_count(model_args: dict) -> tuple[str, int]:

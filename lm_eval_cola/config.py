@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +144,6 @@ class ColaConfig:
             if isinstance(values.get(key), float) and values[key].is_integer():
                 values[key] = int(values[key])
         return cls(searcher=name, settings=settings, **values), rest
-
-    def with_searcher(self, name: str | None, **settings: Any) -> ColaConfig:
-        return replace(self, searcher=name, settings=settings)
-
 
 def cola_arg_names(searcher: str | None) -> list[str]:
     """Our model_args' names (and the searcher's settings): for "did you mean" hints."""

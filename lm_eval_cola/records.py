@@ -127,10 +127,6 @@ class ChainEntry:
         return asdict(self)
 
 
-def sample_key(record: Record) -> tuple[str, int]:
-    return record.key
-
-
 def read_records(path: str | os.PathLike, repair: bool = False) -> list[Record]:
     """All complete records in ``path``.
 
