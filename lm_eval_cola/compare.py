@@ -10,6 +10,9 @@ Each variant is one run of lm-eval's own evaluator (``simple_evaluate``, saved b
     <other>        cola_hf     searcher=<other> (any registered searcher)
     hf             hf          (plain lm-eval: a baseline row with no cola code in the path)
     chain:<text>   cola_hf     chain=<text>     (a fixed chain)
+    <searcher>:k=v;k=v         a searcher with its own settings, e.g. mcts:actions=skip
+                               (Table 1's skip-only column); ';' joins settings because ','
+                               separates variants, and --model_args still apply to all
 
     <output>/<variant>/<model name>/results_<date>.json    lm-eval's results
     <output>/<variant>/<model name>/cola-records_*.jsonl   the per-sample records
@@ -76,6 +79,30 @@ def _folder_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name.replace(":", "-")).strip("_") or "variant"
 
 
+def _without(args: str, keys: set[str]) -> str:
+    """model_args text without the ``key=value`` parts of ``keys``."""
+    return ",".join(p for p in args.split(",") if p and p.partition("=")[0].strip() not in keys)
+
+
+def _split_variant(name: str, searchers: Any) -> tuple[str, str]:
+    """``mcts:actions=skip;block_sizes=1`` -> ("mcts", "actions=skip,block_sizes=1");
+    a name without settings -> (name, ""); UserError for settings that cannot be given."""
+    base, colon, spec = name.partition(":")
+    if not colon or base not in searchers:
+        return name, ""
+    pairs = [p.strip() for p in spec.split(";") if p.strip()]
+    bad = [p for p in pairs if "=" not in p or not p.partition("=")[0].strip()]
+    if not pairs or bad:
+        raise UserError(f"bad variant {name!r}; a searcher's own settings are "
+                        f"{base}:key=value;key=value, e.g. {base}:actions=skip")
+    keys = [p.partition("=")[0].strip() for p in pairs]
+    fixed = sorted(set(keys) & {"searcher", "chain", "seed", "budget"})
+    if fixed:
+        raise UserError(f"bad variant {name!r}: {fixed[0]!r} is set by compare for every "
+                        "variant (use --searchers, --seed, --budget)")
+    return base, ",".join(pairs)
+
+
 def plain_model_args(extra: str) -> str:
     """model_args for ``--model hf``: the embedded default model unless pretrained= is given."""
     if "pretrained" in parse_model_args(extra):
@@ -98,6 +125,7 @@ def make_variants(names: list[str], output: Path, extra: str, seed: int,
                         "(use --searchers, --seed, --budget)")
     variants: list[Variant] = []
     for name in names:
+        base, own_settings = _split_variant(name, SEARCHERS)
         if name == "hf":
             model, args = "hf", plain_model_args(extra)
         elif name.startswith("chain:"):
@@ -106,18 +134,20 @@ def make_variants(names: list[str], output: Path, extra: str, seed: int,
                 raise UserError(f"bad variant {name!r}; a fixed chain is chain:<text>, terms "
                                 "joined by '+', e.g. chain:0-9+12-29")
             model, args = "cola_hf", _join_args(extra, f"chain={chain}")
-        elif name in SEARCHERS:
-            model = SEARCHER_MODELS.get(name, "cola_hf")
-            own = "" if model != "cola_hf" else f"searcher={name}"
+        elif base in SEARCHERS:
+            model = SEARCHER_MODELS.get(base, "cola_hf")
+            own = _join_args("" if model != "cola_hf" else f"searcher={base}", own_settings)
+            # the variant's own settings win over the same keys in --model_args
+            shared = _without(extra, {p.partition("=")[0] for p in own_settings.split(",")})
             # none runs only the full chain: a budget would change nothing but its settings
-            spend = f"budget={budget}" if budget is not None and name != "none" else ""
+            spend = f"budget={budget}" if budget is not None and base != "none" else ""
             home = output / _folder_name(name)
-            if name == "none" or seeds == 1:  # none: one chain, no randomness
-                args = _join_args(extra, own, f"seed={seed}", spend)
+            if base == "none" or seeds == 1:  # none: one chain, no randomness
+                args = _join_args(shared, own, f"seed={seed}", spend)
                 variants.append(Variant(name, model, args, home, seed, home))
                 continue
             for k in range(seed, seed + seeds):
-                args = _join_args(extra, own, f"seed={k}", spend)
+                args = _join_args(shared, own, f"seed={k}", spend)
                 variants.append(Variant(name, model, args, home / f"seed{k}", k, home))
             continue
         else:
@@ -279,7 +309,9 @@ def compare(searchers: list[str], tasks: list[str], output: str | Path, limit: A
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--searchers", default=DEFAULT_SEARCHERS,
                         help=f"variants, comma-separated (default {DEFAULT_SEARCHERS}); also "
-                             "any registered searcher, hf (plain lm-eval) and chain:<text>")
+                             "any registered searcher, hf (plain lm-eval), chain:<text> and "
+                             "<searcher>:key=value;key=value (a searcher with its own "
+                             "settings, e.g. mcts:actions=skip)")
     parser.add_argument("--tasks", required=True, help="lm-eval tasks, comma-separated")
     parser.add_argument("--limit", type=float, default=None,
                         help="samples per task (as lm-eval's --limit; below 1: a fraction)")

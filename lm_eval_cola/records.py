@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 # read with `oracle = searcher != "none"` (what version 1 runs meant).
 # 3: `nonfinite`, `evaluated_layers`, `chains` and `decoy` added; older records read with
 # `nonfinite` and `evaluated_layers` None (not counted: unknown, not zero), no chains and
-# no decoy.
+# no decoy; `pareto` was added within 3 (read as empty where absent).
 SCHEMA_VERSION = 3
 
 
@@ -72,6 +72,9 @@ class Record:
     # best_chain, best_length, evaluations, shortened, ...; None without a control or
     # where the sample has no decoy
     decoy: dict[str, Any] | None = None
+    # the correct chains on the (shorter, higher score) Pareto front, shortest first; its
+    # first is ``best_chain`` when the best is correct. Empty: none correct, or schema < 3
+    pareto: list[str] = field(default_factory=list)
     schema: int = SCHEMA_VERSION
 
     @property

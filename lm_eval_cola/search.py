@@ -240,6 +240,7 @@ class SampleSearch:
             evaluations=result.evaluations, stopped_early=result.stopped_early,
             seconds=round(seconds, 4),
             correct_chains=[format_chain(c) for c in result.correct_chains],
+            pareto=[format_chain(c) for c in result.pareto],
             responses=[jsonable(r) for r in self.responses[best]], request_type=self.kind,
             requests=sample.request_args(), load_args=facts.load_args, version=__version__,
             nonfinite=sum(not main.verdicts[c].finite for c in seen),
@@ -250,22 +251,25 @@ class SampleSearch:
 
     def _decoy_record(self, full_correct: bool) -> dict[str, Any] | None:
         """The decoy search's findings: ``reached``, some chain answers the decoy;
-        ``shortened`` (samples the full chain gets right), a chain at least ``min_shorter``
-        layers shorter than the full one answers it."""
+        ``shortest``, the shortest chain that does (None: none); ``shortened`` (samples
+        the full chain gets right), a chain shorter than the full one answers it -- the
+        same rule as the finding it controls ("shorter when right": best chain shorter
+        than the full chain), so the two rates compare like with like."""
         run, decoy = self._decoy_run, self.decoy
         if run is None or decoy is None or run.result is None:
             return None  # no control, or no decoy for this sample
         layers = self.facts.num_layers
-        min_shorter = getattr(self.facts.searcher.settings, "min_shorter", 2)
         seen = run.ledger.seen
+        lengths = [len(c) for c, o in seen.items() if o.correct]
+        shortest = min(lengths) if lengths else None
         out = {
             **jsonable(decoy.describe()),
-            "reached": any(o.correct for o in seen.values()),
+            "reached": shortest is not None,
             "best_chain": format_chain(run.result.best_chain),
             "best_length": len(run.result.best_chain),
             "evaluations": run.result.evaluations,
-            "shortened": full_correct and any(o.correct and len(c) <= layers - min_shorter
-                                              for c, o in seen.items()),
+            "shortest": shortest,
+            "shortened": full_correct and shortest is not None and shortest < layers,
             "evaluated_layers": sum(len(c) for c in seen),
         }
         if self.facts.record_chains == "all":

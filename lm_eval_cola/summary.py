@@ -112,7 +112,7 @@ class Summary:
         if decoy is not None:
             if record.full_correct:
                 self.decoy_full_right += 1
-                self.decoy_right_shortened += int(bool(decoy.get("shortened")))
+                self.decoy_right_shortened += int(decoy_shortened(decoy, self.num_layers))
             else:
                 self.decoy_full_wrong += 1
                 self.decoy_wrong_reached += int(bool(decoy.get("reached")))
@@ -239,6 +239,20 @@ class Summary:
         for record in records:
             summary.add(record)
         return summary
+
+
+def decoy_shortened(decoy: dict[str, Any], num_layers: int) -> bool:
+    """Whether a right sample's decoy search found a chain shorter than the full chain that
+    answers the decoy: the finding's own rule. From ``shortest`` where the record has it,
+    else from its chains (records that counted ``shortened`` as 2 or more layers shorter,
+    before ``shortest`` was added), else its ``shortened`` as written."""
+    if "shortest" in decoy:
+        return decoy["shortest"] is not None and int(decoy["shortest"]) < num_layers
+    chains = decoy.get("chains")
+    if chains:
+        return any(c.get("correct") and int(c.get("length", num_layers)) < num_layers
+                   for c in chains)
+    return bool(decoy.get("shortened"))
 
 
 def _copy(summary: Summary | None) -> Summary:

@@ -34,7 +34,7 @@ NEW_FIELDS = ("schema", "oracle", "model", "total_best_length", "total_evaluatio
               "protocol", "actions", "block_sizes", "loop_repeats", "max_copies", "mode",
               "reward", "pw_c", "pw_alpha", "exploration", "root_block_sizes",
               # schema 3 records (non-finite chains, cost, every chain, the chance control)
-              "nonfinite", "evaluated_layers", "chains", "decoy",
+              "nonfinite", "evaluated_layers", "chains", "decoy", "pareto",
               # summary keys added with them
               "shorter_when_right_ci", "fixed_when_wrong_ci", "oracle_accuracy_ci",
               "depth_ratio_shortened", "depth_ratio_fixed", "mean_edits",

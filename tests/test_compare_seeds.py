@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from lm_eval_cola.errors import UserError
 from lm_eval_cola.reports import build_board, write_board
 from lm_eval_cola.reports.render import to_markdown
 from lm_eval_cola.reports.tables import board_table, task_table
@@ -175,3 +176,22 @@ def test_compare_seeds_end_to_end(tiny_llama_dir, tmp_path, capsys, monkeypatch)
                                   model_args=f"pretrained={tiny_llama_dir},device=cpu")
     assert [s for _, s in done] == ["skipped", "skipped", "skipped", "ran"]
     assert [(v.name, v.seed) for v in calls] == [("random", 1236)]
+
+
+def test_a_variant_can_carry_its_own_settings(tmp_path):
+    """``mcts:actions=skip;block_sizes=1`` (Table 1's columns): the searcher's model with
+    those settings, over --model_args, in a folder of its own; bad forms are refused."""
+    from lm_eval_cola.compare import make_variants
+
+    variants = make_variants(["random", "mcts:actions=skip;block_sizes=1", "mcts:actions=loop"],
+                             tmp_path, "actions=swap,dtype=float32", 3, 20)
+    assert [(v.model, v.model_args) for v in variants] == [
+        ("cola_random", "actions=swap,dtype=float32,seed=3,budget=20"),
+        ("cola_mcts", "dtype=float32,actions=skip,block_sizes=1,seed=3,budget=20"),
+        ("cola_mcts", "dtype=float32,actions=loop,seed=3,budget=20")]
+    assert len({v.folder for v in variants}) == 3
+    for bad, says in [("mcts:", "key=value"), ("mcts:skip", "key=value"),
+                      ("mcts:budget=5", "'budget' is set by compare"),
+                      ("nope:actions=skip", "unknown variant")]:
+        with pytest.raises(UserError, match=says):
+            make_variants([bad], tmp_path, "", 0, None)

@@ -198,6 +198,17 @@ def test_the_decoy_search_shares_evaluations_and_changes_nothing_real(seed):
     assert {e["chain"] for e in with_decoy.chains} | {e["chain"] for e in decoy["chains"]} \
         == {format_chain(c) for c in calls}
     assert decoy["reached"] == any(e["correct"] for e in decoy["chains"])
+    right = {e["chain"]: e for e in with_decoy.chains if e["correct"]}
+    assert set(with_decoy.pareto) <= set(right)  # the Pareto set is on record
+    assert bool(with_decoy.pareto) == bool(right)
+    if with_decoy.best_correct:
+        assert with_decoy.pareto[0] == with_decoy.best_chain
+    lengths = [right[c]["length"] for c in with_decoy.pareto]
+    assert lengths == sorted(lengths)
+    hits = [e["length"] for e in decoy["chains"] if e["correct"]]
+    assert decoy["shortest"] == (min(hits) if hits else None)
+    assert decoy["shortened"] == (with_decoy.full_correct and bool(hits)
+                                  and min(hits) < with_decoy.num_layers)
     for entry in decoy["chains"]:
         assert entry["correct"] == (entry["finite"] and entry["answer"] == decoy["target"])
     for entry in with_decoy.chains:
@@ -207,3 +218,18 @@ def test_the_decoy_search_shares_evaluations_and_changes_nothing_real(seed):
     assert with_decoy.evaluated_layers == sum(e["length"] for e in with_decoy.chains)
     if not with_decoy.full_correct:
         assert decoy["shortened"] is False
+
+
+def test_decoy_shortened_follows_the_findings_rule():
+    """Decoy shortened counts a decoy-answering chain shorter than the full chain, as
+    "shorter when right" does; old records without ``shortest`` are read from their chains."""
+    from lm_eval_cola.summary import decoy_shortened
+
+    assert decoy_shortened({"shortest": 29, "shortened": False}, 30)
+    assert not decoy_shortened({"shortest": 30}, 30)
+    assert not decoy_shortened({"shortest": None}, 30)
+    old = {"shortened": False, "chains": [{"correct": True, "length": 29},
+                                          {"correct": False, "length": 12}]}
+    assert decoy_shortened(old, 30)
+    assert not decoy_shortened({**old, "chains": old["chains"][1:]}, 30)
+    assert decoy_shortened({"shortened": True}, 30)

@@ -183,8 +183,9 @@ def notes(board: Board) -> list[str]:
             "Findings: k/n = share [Wilson 95% interval]. Shorter when right: full chain right "
             "and a strictly shorter correct chain found. Fixed when wrong: full chain wrong and "
             "some chain right. Decoy (chance control, where the run has one): the same search "
-            "toward a wrong answer; reached (wrong) and shortened (right) are its rates on the "
-            "same samples. Depth shortened / fixed: depth of those samples' best chains. Edits: "
+            "toward a wrong answer; reached (wrong) and shortened (right, a chain shorter than "
+            "the full chain answers the decoy) are its rates on the same samples. "
+            "Depth shortened / fixed: depth of those samples' best chains. Edits: "
             "mean edit distance of the best chain from the full chain. Layers/sample: layers "
             "evaluated per sample (the search's cost). The per-task table is the main one; the "
             "oracle table pools a row's tasks.")
