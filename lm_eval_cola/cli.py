@@ -97,6 +97,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "mismatch"),
     "compare": ("lm_eval_cola.compare", "run lm-eval once per searcher on the same model, "
                 "samples and budget, then print the leaderboard"),
+    "table1": ("lm_eval_cola.table1", "the paper's Table 1 (original / skip-only / "
+               "recurrence-only / CoLa) for a model, with findings and chance control"),
     "leaderboard": ("lm_eval_cola.reports.cli", "one table (Markdown, CSV, HTML, plots) from "
                     "lm-eval results and cola records"),
 }

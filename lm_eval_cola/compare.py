@@ -160,7 +160,8 @@ def make_variants(names: list[str], output: Path, extra: str, seed: int,
 
 
 def _same_evaluation(data: dict[str, Any], tasks: list[str], eval_kwargs: dict[str, Any]) -> bool:
-    """The run used these gen_kwargs (as lm-eval stores them) and, if given, num_fewshot."""
+    """The run used these gen_kwargs (as lm-eval stores them), a chat template or not as
+    asked, and, if given, num_fewshot."""
     wanted = eval_kwargs.get("gen_kwargs")
     if isinstance(wanted, str):
         from lm_eval.utils import simple_parse_args_string
@@ -168,6 +169,8 @@ def _same_evaluation(data: dict[str, Any], tasks: list[str], eval_kwargs: dict[s
         wanted = simple_parse_args_string(wanted)
     if (data["config"].get("gen_kwargs") or None) != (wanted or None):
         return False
+    if bool(data.get("chat_template")) != bool(eval_kwargs.get("apply_chat_template")):
+        return False  # lm-eval records the template it applied, None when none
     shots = eval_kwargs.get("num_fewshot")
     return shots is None or all((data.get("n-shot") or {}).get(t) == shots for t in tasks)
 
@@ -228,7 +231,8 @@ def run_variant_processes(variant: Variant, tasks: list[str], limit: Any, proces
     if limit is not None:
         command += ["--limit", str(limit)]
     for key, value in eval_kwargs.items():
-        command += [f"--{key}", str(value)]
+        # a flag (apply_chat_template) goes bare: lm_eval reads a value after it as a name
+        command += [f"--{key}"] if value is True else [f"--{key}", str(value)]
     if include_path:
         command += ["--include_path", include_path]
     env = dict(os.environ)
@@ -330,6 +334,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="as lm-eval's --gen_kwargs, e.g. max_gen_toks=128")
     parser.add_argument("--batch_size", default=None, help="as lm-eval's --batch_size")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--apply_chat_template", action="store_true",
+                        help="as lm-eval's --apply_chat_template (instruct models)")
     parser.add_argument("--include_path", default=None, help="folder of custom task YAMLs")
     parser.add_argument("--processes", type=int, default=1,
                         help="data parallel processes per variant (CPU: gloo; GPUs: one each)")
@@ -357,6 +363,8 @@ def run(args: argparse.Namespace, task_manager: Any = None) -> int:
         eval_kwargs["batch_size"] = args.batch_size
     if args.device is not None:
         eval_kwargs["device"] = args.device
+    if getattr(args, "apply_chat_template", False):
+        eval_kwargs["apply_chat_template"] = True
     searchers = [s.strip() for s in args.searchers.split(",") if s.strip()]
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     done = compare(searchers, tasks, args.output, limit=limit, budget=args.budget,

@@ -1,0 +1,118 @@
+"""``lm-eval-cola table1``: the paper's Table 1 for any model, through ``compare``.
+
+Four variants on the same model, samples and seed: the full chain (searcher ``none``) and
+MCTS under the ``cola`` protocol (or another, ``--protocol``) with ``actions=skip``
+(skip-only), ``actions=loop`` (recurrence-only) and ``actions=skip+loop`` (CoLa), each with
+the chance control ``control=decoy`` unless ``--control none``. Resumable as ``compare`` is
+(a finished variant is skipped, a dead one resumes from its records). The table is made
+from the runs' records (``reports.table1``) and written as ``table1.{md,csv,html}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from lm_eval_cola.compare import compare, complete_results
+from lm_eval_cola.errors import UserError
+
+ROW_KEYS = ("original", "skip", "loop", "skip+loop")
+CONTROLS = ("decoy", "none")
+
+
+def variant_name(key: str, protocol: str, control: str) -> str:
+    """The ``compare`` variant of one of Table 1's rows."""
+    if key == "original":
+        return "none"
+    settings = [f"protocol={protocol}", f"actions={key}"]
+    if control != "none":
+        settings.append(f"control={control}")
+    return "mcts:" + ";".join(settings)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tasks", required=True,
+                        help="lm-eval tasks or groups, comma-separated (the paper's: cola_paper)")
+    parser.add_argument("--output", required=True,
+                        help="folder for the runs (one sub-folder a row, as compare makes)")
+    parser.add_argument("--out", default=None,
+                        help="where table1.md/.csv/.html go (default: <output>/table1)")
+    parser.add_argument("--limit", type=float, default=None,
+                        help="samples per task (as lm-eval's --limit)")
+    parser.add_argument("--budget", type=int, default=None,
+                        help="chain evaluations per sample (default: the protocol's, 200)")
+    parser.add_argument("--protocol", default="cola",
+                        help="the search's protocol preset (default cola: the paper's)")
+    parser.add_argument("--control", default="decoy", choices=CONTROLS,
+                        help="the chance control of the search rows (default decoy)")
+    parser.add_argument("--rows", default=",".join(ROW_KEYS),
+                        help=f"rows to run, comma-separated from {','.join(ROW_KEYS)}")
+    parser.add_argument("--seed", type=int, default=1234, help="the searchers' seed")
+    parser.add_argument("--model_args", default="",
+                        help="passed to every row, e.g. pretrained=...,dtype=bfloat16 "
+                             "(default: the embedded model)")
+    parser.add_argument("--num_fewshot", type=int, default=None)
+    parser.add_argument("--gen_kwargs", default=None, help="as lm-eval's --gen_kwargs")
+    parser.add_argument("--batch_size", default=None, help="as lm-eval's --batch_size")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--apply_chat_template", action="store_true",
+                        help="as lm-eval's --apply_chat_template (instruct models)")
+    parser.add_argument("--include_path", default=None, help="folder of custom task YAMLs")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="data parallel processes per row (CPU: gloo; GPUs: one each)")
+
+
+def _rows(text: str) -> list[str]:
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    bad = [k for k in keys if k not in ROW_KEYS]
+    if bad or not keys:
+        raise UserError(f"bad --rows {text!r}; allowed: {', '.join(ROW_KEYS)}")
+    return [k for k in ROW_KEYS if k in keys]
+
+
+def run(args: argparse.Namespace, task_manager: Any = None) -> int:
+    from lm_eval_cola.reports.runs import read_run_file, run_records
+    from lm_eval_cola.reports.table1 import build_table1, to_markdown, write_table1
+    from lm_eval_cola.searchers.protocols import PROTOCOLS
+
+    if args.protocol not in PROTOCOLS:
+        raise UserError(f"unknown --protocol {args.protocol!r}; allowed: "
+                        f"{', '.join(sorted(PROTOCOLS))}")
+    limit: Any = args.limit
+    if limit is not None:
+        if limit <= 0:
+            raise UserError(f"--limit must be > 0, got {args.limit:g}")
+        limit = int(limit) if limit >= 1 else limit
+    if args.budget is not None and args.budget < 1:
+        raise UserError(f"--budget must be >= 1, got {args.budget}")
+    keys = _rows(args.rows)
+    eval_kwargs: dict[str, Any] = {k: getattr(args, k) for k in
+                                   ("num_fewshot", "gen_kwargs", "batch_size", "device")
+                                   if getattr(args, k) is not None}
+    if args.apply_chat_template:
+        eval_kwargs["apply_chat_template"] = True
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    names = {variant_name(k, args.protocol, args.control): k for k in keys}
+    done = compare(list(names), tasks, args.output, limit=limit, budget=args.budget,
+                   seed=args.seed, model_args=args.model_args,
+                   include_path=args.include_path, eval_kwargs=eval_kwargs,
+                   processes=args.processes, task_manager=task_manager)
+    records = {}
+    for variant, _ in done:
+        found = complete_results(variant, tasks, limit, eval_kwargs)
+        if found is None:
+            raise UserError(f"no complete results for {variant.name!r} under {variant.folder}")
+        run_file = read_run_file(found)
+        records[names[variant.name]] = run_records(run_file, run_file.tasks)
+    settings = ", ".join(p for p in (
+        f"protocol={args.protocol}", f"budget={args.budget or 'protocol default'}",
+        f"control={args.control}", f"seed={args.seed}",
+        f"limit={limit}" if limit is not None else "", args.model_args) if p)
+    table = build_table1(records, settings=settings)
+    out = Path(args.out) if args.out else Path(args.output) / "table1"
+    paths = write_table1(table, out)
+    print(to_markdown(table))
+    print(f"[table1] wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0
