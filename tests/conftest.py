@@ -19,6 +19,7 @@ FILE_TIERS = {
     "test_engine.py": "tiny",
     "test_fast.py": "tiny",
     "test_fast_generate.py": "tiny",
+    "test_batch_generate.py": "tiny",
     "test_models.py": "tiny",
     "test_bad_input.py": "tiny",
     "test_resume.py": "tiny",
@@ -27,6 +28,8 @@ FILE_TIERS = {
     "test_registration.py": "tiny",
     "test_leaderboard.py": "tiny",
     "test_real_model.py": "real",
+    # quick by default; its two tiny-model tests carry their own mark
+    "test_paper_tasks.py": "quick",
 }
 
 

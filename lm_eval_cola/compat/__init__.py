@@ -5,6 +5,7 @@
 * ``hooks`` - the evaluator patches (task objects to cola models, the results folder, the
   default model's run name, ``--use_cache`` refused).
 * ``local_data`` - lm-eval's tasks read ``COLA_DATA_DIR`` instead of the hub.
+* ``task_path`` - our task folder (``lm_eval_cola/tasks``) on every TaskManager's task path.
 * ``lm_eval_private`` - the only module that names lm-eval's private symbols.
 * ``version`` - the lm-eval version gate.
 

@@ -39,7 +39,8 @@ PRIVATE_SYMBOLS: tuple[str, ...] = (
 HFLM_INSTANCE_ATTRIBUTES: tuple[str, ...] = (
     "_rank", "_world_size", "_model", "batch_size_per_gpu",
 )
-# Public lm-eval functions and methods that the compat layer wraps (hooks.py, local_data.py):
+# Public lm-eval functions and methods that the compat layer wraps (hooks.py, local_data.py,
+# task_path.py):
 # public, but a rename would silently switch a patch off, so they are checked too.
 PATCHED_SYMBOLS: tuple[str, ...] = (
     "lm_eval.evaluator:evaluate",
@@ -47,6 +48,7 @@ PATCHED_SYMBOLS: tuple[str, ...] = (
     "lm_eval.loggers.evaluation_tracker:EvaluationTracker.__init__",
     "lm_eval.loggers.evaluation_tracker:GeneralConfigTracker.log_experiment_args",
     "lm_eval.api.task:ConfigurableTask.download",
+    "lm_eval.tasks.manager:TaskManager.__init__",
     "lm_eval.api.registry:model_registry",
 )
 

@@ -6,7 +6,8 @@ modules and calls, right after each has executed, the callback named for it here
 
 * ``lm_eval.api.registry`` -> :func:`on_registry`: the built-in models and lazy placeholders
   for ours (:data:`MODELS`), e.g. ``cola_hf -> lm_eval_cola.models:ColaHFLM``.
-* ``lm_eval.tasks`` -> :func:`on_tasks`: local datasets via ``COLA_DATA_DIR`` (``local_data``).
+* ``lm_eval.tasks`` -> :func:`on_tasks`: local datasets via ``COLA_DATA_DIR`` (``local_data``),
+  and our task folder on every TaskManager's task path (``task_path``).
 * ``lm_eval.evaluator`` -> :func:`on_evaluator`: the evaluator hooks (``hooks``).
 
 On an lm-eval outside the tested range (``version.py``) the task and evaluator patches are
@@ -70,9 +71,10 @@ def on_registry(registry_module: Any) -> None:
 
 def on_tasks(_module: Any) -> None:
     if _version_problem() is None:
-        from lm_eval_cola.compat import local_data
+        from lm_eval_cola.compat import local_data, task_path
 
         local_data.install()
+        task_path.install()
 
 
 def on_evaluator(_module: Any) -> None:
