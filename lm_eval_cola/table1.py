@@ -6,6 +6,14 @@ MCTS under the ``cola`` protocol (or another, ``--protocol``) with ``actions=ski
 the chance control ``control=decoy`` unless ``--control none``. Resumable as ``compare`` is
 (a finished variant is skipped, a dead one resumes from its records). The table is made
 from the runs' records (``reports.table1``) and written as ``table1.{md,csv,html}``.
+
+``--reuse DIR``: a search run already made under ``DIR`` stands in for a search row when it
+is the same search -- the same lm-eval model, model, tasks and seed, at least ``--limit``
+samples, and exactly the row's effective searcher settings (``cola_settings``: protocol,
+actions, budget, ... as the run resolved them). Its first ``--limit`` samples are used. The
+settings that do not change which chains a search evaluates or picks (``control``,
+``record_chains``) may differ: e.g. a 200-question ``protocol=cola,control=decoy`` run gives
+the CoLa row of a 100-question table without searching those 100 again.
 """
 
 from __future__ import annotations
@@ -62,6 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include_path", default=None, help="folder of custom task YAMLs")
     parser.add_argument("--processes", type=int, default=1,
                         help="data parallel processes per row (CPU: gloo; GPUs: one each)")
+    parser.add_argument("--reuse", action="append", default=[],
+                        help="a folder of earlier search runs; one with exactly a row's "
+                             "search settings, seed, model and tasks (and at least --limit "
+                             "samples) stands in for that row (repeatable)")
 
 
 def _rows(text: str) -> list[str]:
@@ -95,11 +107,19 @@ def run(args: argparse.Namespace, task_manager: Any = None) -> int:
         eval_kwargs["apply_chat_template"] = True
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     names = {variant_name(k, args.protocol, args.control): k for k in keys}
+    records = {}
+    for name, key in list(names.items()):
+        found = reused_run(name, args, tasks, limit) if key != "original" else None
+        if found is not None:
+            run_file, rows = found
+            print(f"[table1] {key}: reusing {run_file.path} ({len(rows)} samples)",
+                  file=sys.stderr)
+            records[key] = rows
+            del names[name]
     done = compare(list(names), tasks, args.output, limit=limit, budget=args.budget,
                    seed=args.seed, model_args=args.model_args,
                    include_path=args.include_path, eval_kwargs=eval_kwargs,
-                   processes=args.processes, task_manager=task_manager)
-    records = {}
+                   processes=args.processes, task_manager=task_manager) if names else []
     for variant, _ in done:
         found = complete_results(variant, tasks, limit, eval_kwargs)
         if found is None:
@@ -110,9 +130,65 @@ def run(args: argparse.Namespace, task_manager: Any = None) -> int:
         f"protocol={args.protocol}", f"budget={args.budget or 'protocol default'}",
         f"control={args.control}", f"seed={args.seed}",
         f"limit={limit}" if limit is not None else "", args.model_args) if p)
+    if args.reuse:
+        settings += f", reused: {', '.join(args.reuse)}"
     table = build_table1(records, settings=settings)
     out = Path(args.out) if args.out else Path(args.output) / "table1"
     paths = write_table1(table, out)
     print(to_markdown(table))
     print(f"[table1] wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
     return 0
+
+
+def expected_settings(name: str, budget: int | None) -> dict[str, Any]:
+    """A search row's effective searcher settings, as its run would write them (max_len
+    left out: the run resolves it from the model)."""
+    from lm_eval_cola.search import jsonable
+    from lm_eval_cola.searchers import get_searcher
+
+    base, _, spec = name.partition(":")
+    given: dict[str, Any] = dict(p.split("=", 1) for p in spec.split(";") if p)
+    for key in ("control", "record_chains"):
+        given.pop(key, None)
+    if budget is not None:
+        given["budget"] = budget
+    settings = jsonable(get_searcher(base, **given).settings_dict())
+    settings.pop("max_len", None)
+    return settings
+
+
+def reused_run(name: str, args: argparse.Namespace, tasks: list[str],
+               limit: Any) -> tuple[Any, list[Any]] | None:
+    """(run, its first ``limit`` samples' records) of a run under ``--reuse`` that is this
+    row's search; None when none is (see the module docstring)."""
+    from lm_eval_cola.reports.runs import (
+        find_result_files,
+        parse_model_args,
+        read_run_file,
+        run_records,
+    )
+
+    if not args.reuse:
+        return None
+    if limit is not None and not isinstance(limit, int):
+        raise UserError("--reuse needs a whole-number --limit (or none)")
+    want = expected_settings(name, args.budget)
+    pretrained = parse_model_args(args.model_args).get("pretrained")
+    for folder in args.reuse:
+        for path in find_result_files(folder):
+            run = read_run_file(path)
+            config = run.data["config"]
+            settings = {k: v for k, v in (run.settings or {}).items() if k != "max_len"}
+            same = (run.kind == "search" and settings == want
+                    and config.get("cola_seed") == args.seed
+                    and run.model_args.get("pretrained") == pretrained
+                    and all(t in run.data["results"] for t in tasks))
+            if not same:
+                continue
+            rows = run_records(run, run.tasks)
+            if limit is not None:
+                rows = [r for r in rows if r.doc_id < limit]
+            counts = {t: sum(r.task == t for r in rows) for t in {r.task for r in rows}}
+            if rows and (limit is None or all(c >= limit for c in counts.values())):
+                return run, rows
+    return None

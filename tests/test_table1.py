@@ -86,7 +86,7 @@ def test_variants_and_bad_rows():
 @pytest.mark.tiny
 @pytest.mark.skipif(not os.environ.get("COLA_DATA_DIR"),
                     reason="needs COLA_DATA_DIR (local benchmark data)")
-def test_table1_end_to_end(tiny_llama_dir, tmp_path, capsys):
+def test_table1_end_to_end(tiny_llama_dir, tmp_path, capsys, monkeypatch):
     import torch
     from lm_eval import tasks
 
@@ -121,3 +121,21 @@ def test_table1_end_to_end(tiny_llama_dir, tmp_path, capsys):
     # every searched row's full chain agrees with the original row
     assert len({(r["full_chain_k"], r["full_chain_n"]) for r in rows}) == 1
     assert rows[0]["full_chain_k"] == rows[0]["accuracy_k"]
+    # a later, smaller table reuses the search run (its first 2 samples) and runs nothing
+    from lm_eval_cola import compare as compare_module
+
+    monkeypatch.setattr(compare_module, "run_variant", lambda *a, **k: pytest.fail("ran"))
+    again = ["--tasks", "arc_easy", "--limit", "2", "--budget", "4", "--rows", "skip+loop",
+             "--output", str(tmp_path / "second"), "--reuse", str(tmp_path / "runs"),
+             "--model_args", f"pretrained={tiny_llama_dir},device=cpu"]
+    assert command.run(parser.parse_args(again), task_manager=manager) == 0
+    with open(tmp_path / "second" / "table1" / "table1.csv", newline="") as handle:
+        (line,) = list(csv.DictReader(handle))
+    assert (line["row"], line["accuracy_n"]) == ("skip+loop", "2")
+    first = [r for r in rows if r["row"] == "skip+loop"][0]
+    assert int(line["oracle_accuracy_k"]) <= int(first["oracle_accuracy_k"])
+    # a budget the run did not use is not the same search
+    other = again[:5] + ["5"] + again[6:]
+    monkeypatch.setattr(command, "compare", lambda *a, **k: pytest.fail("no reuse"))
+    with pytest.raises(pytest.fail.Exception, match="no reuse"):
+        command.run(parser.parse_args(other), task_manager=manager)
