@@ -101,6 +101,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "recurrence-only / CoLa) for a model, with findings and chance control"),
     "leaderboard": ("lm_eval_cola.reports.cli", "one table (Markdown, CSV, HTML, plots) from "
                     "lm-eval results and cola records"),
+    "calibrate": ("lm_eval_cola.calibrate", "search one chain for a whole task on a "
+                  "calibration split (or take the consensus of oracle records); write a chain "
+                  "file"),
+    "prune": ("lm_eval_cola.pruning", "static pruning baselines (block influence, SLEB) to a "
+              "target depth; write a chain file"),
+    "export": ("lm_eval_cola.export", "write a chain as a standalone Hugging Face checkpoint "
+               "(plain lm_eval --model hf loads it)"),
 }
 
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from lm_eval_cola.batch_generate import DEFAULT_KV_BYTES
 from lm_eval_cola.chain import Chain, format_chain, full_chain, parse_chain
+from lm_eval_cola.chain_file import check_layer_count
 from lm_eval_cola.errors import UserError
 from lm_eval_cola.fast import DEFAULT_CACHE_BYTES
 from lm_eval_cola.searchers import SEARCHERS, Searcher, get_searcher, searcher_names
@@ -43,6 +45,7 @@ class ColaConfig:
     fast: bool = True
     prefix_cache_bytes: int = DEFAULT_CACHE_BYTES
     search_batch: int = DEFAULT_SEARCH_BATCH
+    generation_kv_bytes: int = DEFAULT_KV_BYTES  # KV slots of the rows decoding at once
     control: str | None = None  # "decoy": search each sample toward a wrong target too
     record_chains: str = "best"  # "all": every evaluated chain in the record
 
@@ -53,6 +56,7 @@ class ColaConfig:
             _check_int("max_chain_length", self.max_chain_length, 1,
                        "an integer >= 1 (default: 2 x the layer count)")
         _check_int("prefix_cache_bytes", self.prefix_cache_bytes, 0, "bytes >= 0")
+        _check_int("generation_kv_bytes", self.generation_kv_bytes, 0, "bytes >= 0")
         _check_int("search_batch", self.search_batch, 1,
                    "an integer >= 1 (samples searched side by side)")
         if not isinstance(self.fast, bool):
@@ -97,6 +101,7 @@ class ColaConfig:
     def resolve(self, num_layers: int) -> tuple[Chain, int]:
         """(the chain, the chain-length cap) for a model of ``num_layers`` layers."""
         cap = self.max_chain_length or 2 * num_layers
+        check_layer_count(self.chain, num_layers)  # a chain file made for another depth
         chain = parse_chain(self.chain, num_layers, cap)
         if self.searcher is not None and chain != full_chain(num_layers):
             raise UserError(
@@ -140,7 +145,8 @@ class ColaConfig:
             values["records"] = Path(str(values["records"]))
         else:
             values.pop("records", None)
-        for key in ("max_chain_length", "prefix_cache_bytes", "search_batch", "keep_correct"):
+        for key in ("max_chain_length", "prefix_cache_bytes", "search_batch", "keep_correct",
+                    "generation_kv_bytes"):
             if isinstance(values.get(key), float) and values[key].is_integer():
                 values[key] = int(values[key])
         return cls(searcher=name, settings=settings, **values), rest

@@ -1,44 +1,59 @@
-"""Fast greedy generation of one sample's prompt under many chains (generation tasks'
-hot path, e.g. gsm8k).
+"""Fast greedy generation of many samples' prompts under many chains (generation tasks'
+hot path, e.g. gsm8k), batched.
 
-lm-eval's path runs ``model.generate`` from scratch for every chain the search tries.
-Three savings; the tokens are generate's (up to float rounding: a pass over several tokens
-may round differently from one-token steps; tests/test_fast_generate.py checks equality
-chain by chain, benchmarks/search_speed.py the chosen chains on the real model):
+lm-eval's path runs ``model.generate`` from scratch for every chain the search tries, one
+token per forward of batch 1. Three savings; the tokens are generate's (up to float
+rounding: batched products and a pass over several tokens may round differently from
+one-token steps; tests/test_batch_generate.py checks equality chain by chain on every
+architecture, benchmarks/search_speed.py the answers and chosen chains on the real model):
 
-1. Prompt prefix reuse: the hidden states and the KV-cache slot that each chain
+1. Many rows in one forward: every pending (sample, chain) decodes side by side in a
+   :class:`BatchGenerator` (``batch_generate.py``: one forward per step, rows grouped by
+   layer, a KV cache per row and chain position, rows joining and leaving at any step).
+   Decoding reads every weight once per step, so a step of many rows costs little more
+   than a step of one.
+2. Prompt prefix reuse: the hidden states and the KV-cache slot that each chain
    position produced over the prompt are kept, keyed by the chain prefix that made
    them. A new chain replays its longest stored prefix (hidden state and cache slots
    restored) and runs only the layers after it over the prompt. Across samples, a
    :class:`PromptCache` keeps whole prompts' caches per chain: few-shot prompts share
    their examples, so under a chain seen before only a prompt's own tail runs.
-2. Earlier answers as drafts: chains a search step apart mostly write the same text.
+3. Earlier answers as drafts: chains a search step apart mostly write the same text.
    Where the last tokens generated so far occur in an earlier chain's answer to this
    prompt (or in the prompt), the tokens that followed there are guessed and checked in
-   one forward pass, as in speculative (prompt-lookup) decoding: the guesses are kept up
+   the same pass, as in speculative (prompt-lookup) decoding: the guesses are kept up
    to the first one this chain would not pick greedily, and that one is replaced by this
-   chain's own pick. A pass over a few tokens costs about what one decoding step does on
-   a CPU, where decoding is bound by reading the weights.
+   chain's own pick. At most ``BATCH_DRAFT`` guesses a row and step: beside other rows,
+   guesses cost compute.
 
 Tokens are chosen by argmax of the logits, and generation stops on lm-eval's own stop
-criteria, on an end-of-sequence token or at ``max_length``, as ``model.generate`` with
-``do_sample=False`` does. When anything would make ``generate`` do more than that (a
-sampling or beam setting, a logits processor in the model's generation config, padding,
-a sliding window the sequence can outgrow) the caller uses ``generate`` instead.
+criteria (per row), on an end-of-sequence token or at ``max_length``, as
+``model.generate`` with ``do_sample=False`` does. When anything would make ``generate``
+do more than that (a sampling or beam setting, a logits processor in the model's
+generation config, padding, a sliding window the sequence can outgrow, an attention
+implementation other than sdpa or eager) the caller uses ``generate`` instead.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from lm_eval_cola.batch_generate import (
+    DEFAULT_KV_BYTES,
+    Admission,
+    RowState,
+    attention_supported,
+    forward_rows,
+    head_argmax,
+)
 from lm_eval_cola.chain import Chain
 from lm_eval_cola.compat.lm_eval_private import stop_sequences_criteria
-from lm_eval_cola.engine import architecture_of, chain_positions
 from lm_eval_cola.fast import DEFAULT_CACHE_BYTES, PrefixStore, common_prefix, sliding_window
 
 logger = logging.getLogger(__name__)
@@ -69,10 +84,11 @@ def eos_ids(model: torch.nn.Module) -> set[int]:
 
 
 class SampleGenerator:
-    """Greedy generation for one sample under any chain, reusing work across chains.
-
-    Set ``chain`` to the chain applied to the model, then call :meth:`generate` inside
-    ``chain_applied(model, chain)`` (lm-eval's ``_model_generate`` is the caller)."""
+    """One prompt's (one sample's) greedy generation under any chain, reusing work across
+    chains: its prompt's stored prefixes and earlier answers (drafts). Its rows decode in
+    a :class:`BatchGenerator` beside other samples' rows (``generate_many``);
+    :meth:`generate` decodes one row alone (set ``chain`` first: lm-eval's
+    ``_model_generate`` is the caller there)."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any,
                  cache_bytes: int = DEFAULT_CACHE_BYTES, prompt_cache: PromptCache | None = None):
@@ -82,9 +98,7 @@ class SampleGenerator:
         self.chain: Chain | None = None
         self._stores: dict[tuple[int, ...], PrefixStore] = {}
         self._drafts: dict[tuple[int, ...], list[tuple[Chain, list[int]]]] = {}
-        self._eos = eos_ids(model)
-        # `cache` in transformers 5, `past_key_values` before: see architectures.yaml.
-        self._cache_arg = architecture_of(model).cache_keyword(model.forward)
+        self.eos = eos_ids(model)
         self.prompt_cache = prompt_cache
         # Counters, for the benchmark and the tests.
         self.prompt_layers_run = 0
@@ -97,139 +111,259 @@ class SampleGenerator:
     # ------------------------------------------------------------------ when it applies
 
     def usable(self, context: torch.Tensor, max_length: int, kwargs: dict[str, Any]) -> bool:
-        """Whether :meth:`generate` gives exactly what ``model.generate`` would."""
-        if self.chain is None or context.shape[0] != 1:
+        """Whether decoding here gives exactly what ``model.generate`` would."""
+        if self.chain is None:
             return False
-        # lm-eval states do_sample; with it False, generate ignores temperature/top_p/top_k.
-        if set(kwargs) - _ALLOWED_KWARGS or kwargs.get("do_sample") is not False:
-            return False
-        mask = kwargs.get("attention_mask")
-        if mask is not None and not bool(mask.all()):
-            return False
-        config = getattr(self.model, "generation_config", None)
-        for name, neutral in _NEUTRAL_GENERATION.items():
-            if getattr(config, name, None) not in neutral:
-                return False
-        window = sliding_window(self.model)
-        # Past the window a sliding cache drops old entries and cannot be rolled back.
-        return window is None or max_length < window
+        return usable_call(self.model, context, max_length, kwargs)
 
     # ------------------------------------------------------------------ generation
 
-    @torch.no_grad()
+    def row(self, chain: Chain, prompt: list[int], max_length: int, stop: list[str]) -> GenRow:
+        """A row decoding ``prompt`` under ``chain``, for a :class:`BatchGenerator`."""
+        return GenRow(self, chain, prompt, max_length, stop)
+
     def generate(self, context: torch.Tensor, max_length: int, stop: list[str]) -> torch.Tensor:
         """``context`` (1, n) followed by the greedy continuation, as ``generate`` returns."""
-        from transformers import DynamicCache
+        assert self.chain is not None
+        row = self.row(self.chain, context[0].tolist(), max_length, stop)
+        generate_many(self.model, [row])
+        return torch.tensor([row.sequence], device=context.device)
 
-        chain = self.chain
-        assert chain is not None
-        prompt = context[0].tolist()
-        key = tuple(prompt)
-        criteria = stop_sequences_criteria(self.tokenizer, stop, len(prompt), 1)
-        cache = DynamicCache(config=self.model.config)
-        sequence = list(prompt)
-        limit = max_length - len(prompt)
-        generated: list[int] = []
+    def store(self, prompt: list[int]) -> PrefixStore:
+        return self._stores.setdefault(tuple(prompt), PrefixStore(self.cache_bytes))
 
-        def emit(token: int) -> bool:
-            """Append ``token``; True when generation is over."""
-            generated.append(token)
-            sequence.append(token)
-            if token in self._eos or len(generated) >= limit:
-                return True
-            return bool(criteria(torch.tensor([sequence]), None).all())
+    def earlier(self, prompt: list[int]) -> list[tuple[Chain, list[int]]]:
+        return self._drafts.setdefault(tuple(prompt), [])
 
-        drafts = Drafts(prompt, self._drafts.get(key, []), chain, generated)
-        done = limit <= 0 or emit(self._prefill(context, prompt, chain, cache))
-        pause, misses = 0, 0  # guessing backs off after guesses that fail at once
-        while not done:
-            guess = [] if pause else drafts.propose(sequence, min(_DRAFT, limit - len(generated)))
-            pause = max(0, pause - 1)
-            fed = [generated[-1], *guess]
-            logits = self._forward(torch.tensor([fed], device=context.device), cache)[0]
-            kept = 1  # tokens of `fed` whose cache entries stay valid
-            for i, pick in enumerate(logits.argmax(dim=-1).tolist()):
-                done = emit(pick)
-                if done or i >= len(guess) or pick != guess[i]:
-                    break
-                kept += 1
-            self.tokens_from_drafts += kept - 1
-            if not done and kept < len(fed):
-                for layer in cache.layers:
-                    layer.crop(kept - len(fed))
-            if guess:
-                # A pass over several tokens costs about two one-token steps on a CPU
-                # (weights are read once either way): stop guessing for a while when
-                # guesses keep failing at their first token.
-                misses = misses + 1 if kept == 1 else 0
-                pause = (1 << min(misses, 4)) - 1
-            drafts.index_own()
-        self.tokens_generated += len(generated)
-        self._drafts.setdefault(key, []).append((chain, list(generated)))
-        return torch.tensor([sequence], device=context.device)
 
-    def _forward(self, input_ids: torch.Tensor, cache: Any, keep: int = 0) -> torch.Tensor:
-        return self.model(input_ids=input_ids, use_cache=True, logits_to_keep=keep,
-                          **{self._cache_arg: cache}).logits
+def usable_call(model: torch.nn.Module, context: torch.Tensor, max_length: int,
+                kwargs: dict[str, Any]) -> bool:
+    """Whether greedy decoding here gives exactly what ``model.generate`` does for one
+    ``_model_generate`` call of lm-eval."""
+    if context.shape[0] != 1 or not attention_supported(model):
+        return False
+    # lm-eval states do_sample; with it False, generate ignores temperature/top_p/top_k.
+    if set(kwargs) - _ALLOWED_KWARGS or kwargs.get("do_sample") is not False:
+        return False
+    mask = kwargs.get("attention_mask")
+    if mask is not None and not bool(mask.all()):
+        return False
+    config = getattr(model, "generation_config", None)
+    for name, neutral in _NEUTRAL_GENERATION.items():
+        if getattr(config, name, None) not in neutral:
+            return False
+    window = sliding_window(model)
+    # Past the window a sliding cache drops old entries: our per-row caches keep them all.
+    return window is None or max_length < window
 
-    def _prefill(self, context: torch.Tensor, prompt: list[int], chain: Chain,
-                 cache: Any) -> int:
-        """Run the prompt into ``cache`` the cheapest way known; the first token."""
-        store = self._stores.setdefault(tuple(prompt), PrefixStore(self.cache_bytes))
+
+class GenRow(RowState):
+    """One (sample, chain) decoding: its tokens, stop criteria, drafts, and what the next
+    step feeds (the prompt, or its last token and some guesses)."""
+
+    def __init__(self, sample: SampleGenerator, chain: Chain, prompt: list[int],
+                 max_length: int, stop: list[str]):
+        super().__init__(chain, max_length + _DRAFT + 1)
+        self.sample = sample
+        self.prompt = prompt
+        self.limit = max_length - len(prompt)
+        self.criteria = stop_sequences_criteria(sample.tokenizer, stop, len(prompt), 1)
+        self.generated: list[int] = []
+        self.sequence = list(prompt)
+        self.done = self.limit <= 0
+        self.prefilled = False
+        self.guess: list[int] = []
+        self.pause = self.misses = 0
+        self.drafts = Drafts(prompt, list(sample.earlier(prompt)), chain, self.generated)
+        self._keep: PrefixStore | None = None
+
+    # ------------------------------------------------------------------ what a step feeds
+
+    def prepare(self) -> None:
+        self.hidden, self.start, self._keep = None, 0, None
+        if self.prefilled:
+            self.guess = ([] if self.pause else
+                          self.drafts.propose(self.sequence,
+                                              min(BATCH_DRAFT, self.limit - len(self.generated))))
+            self.pause = max(0, self.pause - 1)
+            self.feed = [self.generated[-1], *self.guess]
+            return
+        sample, prompt, chain = self.sample, self.prompt, self.chain
+        store = sample.store(prompt)
         stored = store.run(chain)
-        shared, layers = (self.prompt_cache.lookup(chain, prompt) if self.prompt_cache
-                          else (0, None))
+        cache = sample.prompt_cache
+        shared, layers = cache.lookup(chain, prompt) if cache else (0, None)
         shared = min(shared, len(prompt) - 1)  # the last token must run: its logits
+        sample.prompt_tokens_total += len(prompt)
         # Cost in layer-tokens: the rest of the prompt through every layer, or every
         # token through the layers after the longest stored chain prefix.
         if layers is not None and len(chain) * (len(prompt) - shared) < (
                 (len(chain) - len(stored)) * len(prompt)):
-            logits = self._prefill_from_prompt_cache(context, layers, shared, cache)
-        else:
-            logits = self._prefill_layers(context, chain, store, stored, cache)
-        if self.prompt_cache is not None:
-            self.prompt_cache.put(chain, prompt, [copy.copy(layer) for layer in cache.layers])
-        return int(logits[0, -1].argmax())
+            for position, (keys, values) in enumerate(layers):
+                self.put_slot(position, keys[:, :, :shared], values[:, :, :shared])
+            self.length = shared
+            self.feed = prompt[shared:]
+            sample.prompt_tokens_from_cache += shared
+            return
+        for position, (_hidden, keys, values) in enumerate(stored):
+            self.put_slot(position, keys, values)
+        self.start = len(stored)
+        self.hidden = stored[-1][0] if stored else None
+        self.feed = list(prompt)
+        self._keep = store
+        sample.prompt_layers_run += len(chain) - len(stored)
+        sample.prompt_layers_total += len(chain)
 
-    def _prefill_from_prompt_cache(self, context: torch.Tensor, layers: list, shared: int,
-                                   cache: Any) -> torch.Tensor:
-        """Another prompt's cache under this chain, cut to the tokens both prompts share
-        (a few-shot prompt's examples); only the rest of this prompt runs."""
-        for position, layer in enumerate(layers):
-            mine = copy.copy(layer)
-            mine.crop(shared - mine.get_seq_length())
-            cache.layers[position] = mine
-        self.prompt_tokens_from_cache += shared
-        self.prompt_tokens_total += context.shape[1]
-        return self._forward(context[:, shared:], cache, keep=1)
+    def on_output(self, position: int, output: torch.Tensor) -> None:
+        if self._keep is not None:
+            keys, values = self.slot(position, len(self.prompt))
+            self._keep.put(self.chain[:position + 1], (output.clone(), keys, values))
 
-    def _prefill_layers(self, context: torch.Tensor, chain: Chain, store: PrefixStore,
-                        stored: list, cache: Any) -> torch.Tensor:
-        """The prompt through the chain, replaying its longest stored prefix."""
-        positions = chain_positions(self.model)
-        for position, (hidden, _keys, _values, layer) in zip(positions, stored, strict=False):
-            position.replay = hidden
-            position.replay_cache = layer
+    def head_inputs(self) -> torch.Tensor:
+        """The final hidden states whose logits this step needs, (k, H)."""
+        assert self.final is not None
+        return self.final[0, -1:] if not self.prefilled else self.final[0]
 
-        def keep(position: int, output: Any, layer_cache: Any) -> None:
-            layer = copy.copy(layer_cache.layers[position])
-            store.put(chain[: position + 1], (output, layer.keys, layer.values, layer))
+    # ------------------------------------------------------------------ what came back
 
-        for position in positions[len(stored):]:
-            position.on_output = keep
-        self.prompt_layers_run += len(chain) - len(stored)
-        self.prompt_layers_total += len(chain)
-        self.prompt_tokens_total += context.shape[1]
-        try:
-            return self._forward(context, cache, keep=1)
-        finally:
-            for position in positions:
-                position.replay = position.replay_cache = position.on_output = None
+    def take(self, picks: list[int]) -> None:
+        """The greedy picks at the fed positions: accept them (and the guesses they
+        confirm), and note when the row is done."""
+        if not self.prefilled:
+            self.prefilled = True
+            self.length = len(self.prompt)
+            cache = self.sample.prompt_cache
+            if cache is not None:
+                cache.put(self.chain, self.prompt,
+                          [self.slot(p, self.length) for p in range(len(self.chain))])
+            self.done = self._emit(picks[-1])
+            return
+        kept = 1  # fed tokens whose cache entries stay valid
+        for i, pick in enumerate(picks):
+            self.done = self._emit(pick)
+            if self.done or i >= len(self.guess) or pick != self.guess[i]:
+                break
+            kept += 1
+        self.sample.tokens_from_drafts += kept - 1
+        DECODE_STATS.tokens_from_drafts += kept - 1
+        self.length += kept
+        if self.guess:
+            # A pass over several tokens costs about what one step does on a CPU (weights
+            # are read once either way): stop guessing for a while when guesses keep
+            # failing at their first token.
+            self.misses = self.misses + 1 if kept == 1 else 0
+            self.pause = (1 << min(self.misses, 4)) - 1
+        self.drafts.index_own()
+
+    def _emit(self, token: int) -> bool:
+        """Append ``token``; True when generation is over (as ``generate`` decides)."""
+        self.generated.append(token)
+        self.sequence.append(token)
+        if token in self.sample.eos or len(self.generated) >= self.limit:
+            return True
+        return bool(self.criteria(torch.tensor([self.sequence]), None).all())
+
+    def finish(self) -> None:
+        self.sample.tokens_generated += len(self.generated)
+        self.sample.earlier(self.prompt).append((self.chain, list(self.generated)))
+        self._slots.clear()
 
 
-# Guessed tokens per verification pass; tokens matched to find where to guess from.
+@dataclass
+class DecodeStats:
+    """What the batched decoders did (for the benchmark): steps, rows per step, tokens."""
+
+    steps: int = 0
+    rows: int = 0
+    row_steps: int = 0  # rows in each step, summed: the mean batch is row_steps / steps
+    max_rows: int = 0
+    fed_tokens: int = 0
+    tokens: int = 0
+    tokens_from_drafts: int = 0
+
+    def reset(self) -> None:
+        for item in dataclasses.fields(self):
+            setattr(self, item.name, 0)
+
+    def copy(self) -> DecodeStats:
+        return dataclasses.replace(self)
+
+
+DECODE_STATS = DecodeStats()
+
+
+class BatchGenerator:
+    """Rows decoding side by side: ``add`` rows at any time, ``step`` runs one batched
+    forward and returns the rows that finished (continuous batching). Rows wait while
+    the KV slots of the rows running would pass ``kv_bytes``."""
+
+    def __init__(self, model: torch.nn.Module, kv_bytes: int = DEFAULT_KV_BYTES):
+        self.model = model
+        self.admission = Admission(kv_bytes)
+        self.running: list[GenRow] = []
+        self._sizes: dict[int, int] = {}
+        self._ready: list[GenRow] = []  # rows with nothing to decode
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.running or self.admission.waiting or self._ready)
+
+    def add(self, row: GenRow) -> None:
+        if row.done:
+            row.finish()
+            self._ready.append(row)
+            return
+        size = row.bytes_needed(self.model)
+        self._sizes[id(row)] = size
+        self.admission.offer(row, size)
+
+    def step(self) -> list[GenRow]:
+        finished, self._ready = self._ready, []
+        self.running += self.admission.admit(len(self.running))
+        if not self.running:
+            return finished
+        for row in self.running:
+            row.prepare()
+        forward_rows(self.model, self.running)
+        heads = [row.head_inputs() for row in self.running]
+        picks = head_argmax(self.model, torch.cat(heads))
+        stats = DECODE_STATS
+        stats.steps += 1
+        stats.row_steps += len(self.running)
+        stats.max_rows = max(stats.max_rows, len(self.running))
+        stats.fed_tokens += sum(len(row.feed) for row in self.running)
+        at, still = 0, []
+        for row, rows in zip(self.running, heads, strict=True):
+            row.take(picks[at:at + rows.shape[0]])
+            at += rows.shape[0]
+            if row.done:
+                row.finish()
+                stats.rows += 1
+                stats.tokens += len(row.generated)
+                self.admission.release(self._sizes.pop(id(row)))
+                finished.append(row)
+            else:
+                still.append(row)
+        self.running = still
+        return finished
+
+
+def generate_many(model: torch.nn.Module, rows: list[GenRow],
+                  kv_bytes: int = DEFAULT_KV_BYTES) -> BatchGenerator:
+    """Decode every row to its end, side by side."""
+    engine = BatchGenerator(model, kv_bytes)
+    for row in rows:
+        engine.add(row)
+    while engine.busy:
+        engine.step()
+    return engine
+
+
+# Guessed tokens per verification pass at most; tokens matched to find where to guess from.
 _DRAFT = 16
 _NGRAM = 3
+# Guessed tokens per row and step: a row's guesses cost compute beside other rows.
+BATCH_DRAFT = 4
 
 
 class Drafts:
@@ -284,7 +418,8 @@ class PromptCache:
         self._items: OrderedDict[Chain, tuple[list[int], list[Any], int]] = OrderedDict()
 
     def lookup(self, chain: Chain, prompt: list[int]) -> tuple[int, list[Any] | None]:
-        """(tokens shared with the stored prompt, its cache layers), or (0, None)."""
+        """(tokens shared with the stored prompt, its (keys, values) per chain position),
+        or (0, None)."""
         item = self._items.get(chain)
         if item is None:
             return 0, None
@@ -296,9 +431,7 @@ class PromptCache:
         return shared, layers
 
     def put(self, chain: Chain, prompt: list[int], layers: list[Any]) -> None:
-        size = sum(t.numel() * t.element_size() for layer in layers
-                   for t in (getattr(layer, "keys", None), getattr(layer, "values", None))
-                   if isinstance(t, torch.Tensor))
+        size = sum(t.numel() * t.element_size() for pair in layers for t in pair)
         old = self._items.pop(chain, None)
         if old is not None:
             self.bytes -= old[2]

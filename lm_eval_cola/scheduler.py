@@ -14,6 +14,13 @@ round, as soon as they finish, so a run that dies keeps every finished sample.
 Per-sample seconds are measured here, once: the time spent in the search's own
 ``advance`` calls plus, for each batch, its share (its asks / the batch's asks) of the
 time ``evaluate_many`` took. The shares add up to the run's evaluation time.
+
+Streaming: when ``evaluate_many`` is a ``Stream`` (``submit(tag, asks)``, ``step()`` ->
+the ``(tag, answers)`` it completed; ``runner.Evaluations`` is one), a search is advanced
+as soon as its own asks are answered, and its next asks join the work in progress
+(generation: rows join the running decoding batch as others leave), instead of every
+search waiting for the slowest ask of the round. Each step's time is shared by the
+searches in flight in proportion to their pending asks.
 """
 
 from __future__ import annotations
@@ -21,12 +28,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class Search(Protocol):
     def advance(self, answers: list[Any] | None) -> list[Any] | None:
         """Start (``answers`` None) or go on; the next asks (non-empty), or None: done."""
+
+
+@runtime_checkable
+class Stream(Protocol):
+    def submit(self, tag: Any, asks: list[Any]) -> None:
+        """Hand over one search's asks."""
+
+    def step(self) -> list[tuple[Any, list[Any]]]:
+        """Do one batched piece of work; the (tag, answers) of every submission done."""
 
 
 @dataclass(eq=False)
@@ -48,6 +64,9 @@ def run_searches(
     in flight at once; ``on_done(index, search, seconds)`` is called as each one ends."""
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
+    if isinstance(evaluate_many, Stream):
+        _run_streaming(starts, evaluate_many, on_done, width)
+        return
     pending = iter(enumerate(starts))
     flight: list[_InFlight] = []
     exhausted = False
@@ -96,3 +115,47 @@ def _advance(running: _InFlight, answers: list[Any] | None,
     if asks is not None and not asks:
         raise ValueError("a search asked for nothing; return None when it is done")
     return asks
+
+
+def _run_streaming(starts: Iterable[Callable[[], Search]], stream: Stream,
+                   on_done: Callable[[int, Search, float], None], width: int) -> None:
+    pending = iter(enumerate(starts))
+    flight: dict[int, _InFlight] = {}
+
+    def fill() -> None:
+        while len(flight) < width:
+            item = next(pending, None)
+            if item is None:
+                return
+            index, start = item
+            began = time.perf_counter()
+            search = start()
+            running = _InFlight(index, search, None)
+            running.asks = _advance(running, None, began)
+            if running.asks is None:
+                on_done(index, search, running.seconds)
+            else:
+                flight[index] = running
+                stream.submit(index, running.asks)
+
+    fill()
+    while flight:
+        outstanding = {index: len(running.asks or ()) for index, running in flight.items()}
+        began = time.perf_counter()
+        done = stream.step()
+        took = time.perf_counter() - began
+        total = sum(outstanding.values())
+        for index, count in outstanding.items():
+            flight[index].seconds += took * count / total
+        for index, answers in done:
+            running = flight[index]
+            if len(answers) != len(running.asks or ()):
+                raise ValueError(f"the stream gave {len(answers)} answers to "
+                                 f"{len(running.asks or ())} asks")
+            running.asks = _advance(running, answers)
+            if running.asks is None:
+                del flight[index]
+                on_done(running.index, running.search, running.seconds)
+            else:
+                stream.submit(index, running.asks)
+        fill()

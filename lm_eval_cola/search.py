@@ -27,7 +27,7 @@ from lm_eval_cola.compat.lm_eval_private import hash_doc
 from lm_eval_cola.decoy import Decoy, draw_decoy, judge_decoy
 from lm_eval_cola.oracle import Judgement, TaskJudge, TaskJudges
 from lm_eval_cola.records import ChainEntry, NullWriter, Record, RecordWriter, read_records
-from lm_eval_cola.runner import ChainRunner, SampleEvaluator, evaluate_many
+from lm_eval_cola.runner import ChainRunner, Evaluations, SampleEvaluator
 from lm_eval_cola.scheduler import run_searches
 from lm_eval_cola.searchers import Ledger, Outcome, Searcher, SearchResult, SearchRun
 from lm_eval_cola.summary import Summary
@@ -326,9 +326,9 @@ class OracleSearch:
 
     def run(self, kind: str, samples: list[Sample], finished: Any = None) -> list[Record]:
         """Search ``samples`` (no resume), writing each record as it finishes. Fast
-        loglikelihood samples are searched ``search_batch`` side by side, so their chain
-        evaluations run as one batch; the others one at a time."""
-        width = self.search_batch if kind == "loglikelihood" and self.runner.fast else 1
+        loglikelihood and generation samples are searched ``search_batch`` side by side, so
+        their chain evaluations run as one batch; the others one at a time."""
+        width = self.search_batch if self.runner.batches(kind) else 1
         cache_bytes = self.runner.cache_bytes // width  # a bound for all samples in flight
         out: list[Record] = []
 
@@ -348,8 +348,8 @@ class OracleSearch:
             if finished is not None:
                 finished(record)
 
-        run_searches([start(s) for s in samples],
-                     lambda asks: evaluate_many(self.runner.lm.model, asks), done, width)
+        run_searches([start(s) for s in samples], Evaluations(self.runner.lm.model), done,
+                     width)
         return out
 
     def _count(self, record: Record) -> None:

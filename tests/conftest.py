@@ -28,6 +28,9 @@ FILE_TIERS = {
     "test_registration.py": "tiny",
     "test_leaderboard.py": "tiny",
     "test_real_model.py": "real",
+    "test_export.py": "tiny",
+    "test_pruning.py": "tiny",
+    "test_calibrate.py": "tiny",
     # quick by default; its two tiny-model tests carry their own mark
     "test_paper_tasks.py": "quick",
 }

@@ -50,9 +50,9 @@ def test_fast_generation_equals_generate(kind, tokenizer):
     for chain in CHAINS:
         with chain_applied(model, chain):
             expected = plain_generate(model, tokenizer, context, max_length, stop)
-            generator.chain = chain
-            assert generator.usable(context, max_length, {"do_sample": False})
-            got = generator.generate(context, max_length, stop)
+        generator.chain = chain
+        assert generator.usable(context, max_length, {"do_sample": False})
+        got = generator.generate(context, max_length, stop)
         assert got.tolist() == expected.tolist(), chain
     # The work was really reused: prompt layers replayed and draft tokens kept.
     assert generator.prompt_layers_run < generator.prompt_layers_total
@@ -69,11 +69,11 @@ def test_stop_sequences_and_eos_end_generation_as_generate_does(tokenizer):
         # Stop on a piece of what the model writes anyway: generation must end there.
         stop = [text[len(text) // 2:][:3]] if len(text) > 6 else ["e"]
         expected = plain_generate(model, tokenizer, context, context.shape[1] + 40, stop)
-        generator = SampleGenerator(model, tokenizer)
-        generator.chain = chain
-        for _ in range(2):  # the second time the first answer is the draft
-            got = generator.generate(context, context.shape[1] + 40, stop)
-            assert got.tolist() == expected.tolist()
+    generator = SampleGenerator(model, tokenizer)
+    generator.chain = chain
+    for _ in range(2):  # the second time the first answer is the draft
+        got = generator.generate(context, context.shape[1] + 40, stop)
+        assert got.tolist() == expected.tolist()
     assert expected.shape[1] < free.shape[1] or free[0, -1] == 2
 
 
@@ -116,8 +116,8 @@ def test_prompt_cache_shares_a_few_shot_start_across_samples(tokenizer):
         for chain in CHAINS[:5]:
             with chain_applied(model, chain):
                 expected = plain_generate(model, tokenizer, context, max_length, stop)
-                generator.chain = chain
-                got = generator.generate(context, max_length, stop)
+            generator.chain = chain
+            got = generator.generate(context, max_length, stop)
             assert got.tolist() == expected.tolist(), chain
         generators.append(generator)
     assert generators[0].prompt_tokens_from_cache == 0

@@ -165,9 +165,9 @@ def test_fast_generation_search_equals_the_plain_path(tiny_dir, tmp_path, monkey
     from lm_eval_cola.fast_generate import SampleGenerator
 
     calls = []
-    original = SampleGenerator.generate
-    monkeypatch.setattr(SampleGenerator, "generate",
-                        lambda self, *a: calls.append(self.chain) or original(self, *a))
+    original = SampleGenerator.row  # one row per chain and decoding call, batched or not
+    monkeypatch.setattr(SampleGenerator, "row",
+                        lambda self, chain, *a: calls.append(chain) or original(self, chain, *a))
     rows = {}
     for fast in (False, True):
         records = tmp_path / f"gsm8k_{fast}.jsonl"
