@@ -310,6 +310,41 @@ def compare(searchers: list[str], tasks: list[str], output: str | Path, limit: A
     return done
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, each: str) -> None:
+    """The options passed through to every run (``each``: what one run is called), shared
+    by ``compare`` and ``table1``."""
+    parser.add_argument("--model_args", default="",
+                        help=f"passed to every {each}, e.g. pretrained=...,dtype=bfloat16 "
+                             "(default: the embedded model)")
+    parser.add_argument("--num_fewshot", type=int, default=None)
+    parser.add_argument("--gen_kwargs", default=None,
+                        help="as lm-eval's --gen_kwargs, e.g. max_gen_toks=128")
+    parser.add_argument("--batch_size", default=None, help="as lm-eval's --batch_size")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--apply_chat_template", action="store_true",
+                        help="as lm-eval's --apply_chat_template (instruct models)")
+    parser.add_argument("--include_path", default=None, help="folder of custom task YAMLs")
+    parser.add_argument("--processes", type=int, default=1,
+                        help=f"data parallel processes per {each} (CPU: gloo; GPUs: one each)")
+
+
+def run_options(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """(limit, eval_kwargs) from the parsed options, checked: UserError names a bad one."""
+    limit: Any = args.limit
+    if limit is not None:
+        if limit <= 0:
+            raise UserError(f"--limit must be > 0, got {args.limit:g}")
+        limit = int(limit) if limit >= 1 else limit
+    if args.budget is not None and args.budget < 1:
+        raise UserError(f"--budget must be >= 1, got {args.budget}")
+    eval_kwargs: dict[str, Any] = {key: getattr(args, key) for key in
+                                   ("num_fewshot", "gen_kwargs", "batch_size", "device")
+                                   if getattr(args, key, None) is not None}
+    if getattr(args, "apply_chat_template", False):
+        eval_kwargs["apply_chat_template"] = True
+    return limit, eval_kwargs
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--searchers", default=DEFAULT_SEARCHERS,
                         help=f"variants, comma-separated (default {DEFAULT_SEARCHERS}); also "
@@ -326,19 +361,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="runs per searcher variant, with seeds seed, seed+1, ... (default 1);"
                              " the leaderboard shows their mean ± sd")
     parser.add_argument("--output", required=True, help="folder for all variants' outputs")
-    parser.add_argument("--model_args", default="",
-                        help="passed to every variant, e.g. pretrained=...,dtype=bfloat16 "
-                             "(default: the embedded model)")
-    parser.add_argument("--num_fewshot", type=int, default=None)
-    parser.add_argument("--gen_kwargs", default=None,
-                        help="as lm-eval's --gen_kwargs, e.g. max_gen_toks=128")
-    parser.add_argument("--batch_size", default=None, help="as lm-eval's --batch_size")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--apply_chat_template", action="store_true",
-                        help="as lm-eval's --apply_chat_template (instruct models)")
-    parser.add_argument("--include_path", default=None, help="folder of custom task YAMLs")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="data parallel processes per variant (CPU: gloo; GPUs: one each)")
+    add_run_arguments(parser, "variant")
     parser.add_argument("--board", default=None,
                         help="also write the leaderboard files (md, csv, html, plots) here")
 
@@ -347,24 +370,7 @@ def run(args: argparse.Namespace, task_manager: Any = None) -> int:
     """The ``compare`` subcommand (``task_manager``: lm-eval's, made here when None)."""
     from lm_eval_cola.reports import build_board, report
 
-    limit: Any = args.limit
-    if limit is not None:
-        if limit <= 0:
-            raise UserError(f"--limit must be > 0, got {args.limit:g}")
-        limit = int(limit) if limit >= 1 else limit
-    if args.budget is not None and args.budget < 1:
-        raise UserError(f"--budget must be >= 1, got {args.budget}")
-    eval_kwargs: dict[str, Any] = {}
-    if args.num_fewshot is not None:
-        eval_kwargs["num_fewshot"] = args.num_fewshot
-    if args.gen_kwargs is not None:
-        eval_kwargs["gen_kwargs"] = args.gen_kwargs
-    if args.batch_size is not None:
-        eval_kwargs["batch_size"] = args.batch_size
-    if args.device is not None:
-        eval_kwargs["device"] = args.device
-    if getattr(args, "apply_chat_template", False):
-        eval_kwargs["apply_chat_template"] = True
+    limit, eval_kwargs = run_options(args)
     searchers = [s.strip() for s in args.searchers.split(",") if s.strip()]
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     done = compare(searchers, tasks, args.output, limit=limit, budget=args.budget,

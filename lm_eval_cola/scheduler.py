@@ -76,13 +76,9 @@ def run_searches(
             if item is None:
                 exhausted = True
                 break
-            index, start = item
-            began = time.perf_counter()
-            search = start()
-            running = _InFlight(index, search, None)
-            running.asks = _advance(running, None, began)
+            running = _begin(*item)
             if running.asks is None:
-                on_done(index, search, running.seconds)
+                on_done(running.index, running.search, running.seconds)
             else:
                 flight.append(running)
         if not flight:
@@ -107,6 +103,14 @@ def run_searches(
         flight = still
 
 
+def _begin(index: int, start: Callable[[], Search]) -> _InFlight:
+    """A search started and asked for its first chains (its time counted from here)."""
+    began = time.perf_counter()
+    running = _InFlight(index, start(), None)
+    running.asks = _advance(running, None, began)
+    return running
+
+
 def _advance(running: _InFlight, answers: list[Any] | None,
              began: float | None = None) -> list[Any] | None:
     began = time.perf_counter() if began is None else began
@@ -127,16 +131,12 @@ def _run_streaming(starts: Iterable[Callable[[], Search]], stream: Stream,
             item = next(pending, None)
             if item is None:
                 return
-            index, start = item
-            began = time.perf_counter()
-            search = start()
-            running = _InFlight(index, search, None)
-            running.asks = _advance(running, None, began)
+            running = _begin(*item)
             if running.asks is None:
-                on_done(index, search, running.seconds)
+                on_done(running.index, running.search, running.seconds)
             else:
-                flight[index] = running
-                stream.submit(index, running.asks)
+                flight[running.index] = running
+                stream.submit(running.index, running.asks)
 
     fill()
     while flight:

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lm_eval_cola.compare import compare, complete_results
+from lm_eval_cola.compare import add_run_arguments, compare, complete_results, run_options
 from lm_eval_cola.errors import UserError
 
 ROW_KEYS = ("original", "skip", "loop", "skip+loop")
@@ -58,18 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", default=",".join(ROW_KEYS),
                         help=f"rows to run, comma-separated from {','.join(ROW_KEYS)}")
     parser.add_argument("--seed", type=int, default=1234, help="the searchers' seed")
-    parser.add_argument("--model_args", default="",
-                        help="passed to every row, e.g. pretrained=...,dtype=bfloat16 "
-                             "(default: the embedded model)")
-    parser.add_argument("--num_fewshot", type=int, default=None)
-    parser.add_argument("--gen_kwargs", default=None, help="as lm-eval's --gen_kwargs")
-    parser.add_argument("--batch_size", default=None, help="as lm-eval's --batch_size")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--apply_chat_template", action="store_true",
-                        help="as lm-eval's --apply_chat_template (instruct models)")
-    parser.add_argument("--include_path", default=None, help="folder of custom task YAMLs")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="data parallel processes per row (CPU: gloo; GPUs: one each)")
+    add_run_arguments(parser, "row")
     parser.add_argument("--reuse", action="append", default=[],
                         help="a folder of earlier search runs; one with exactly a row's "
                              "search settings, seed, model and tasks (and at least --limit "
@@ -92,19 +81,8 @@ def run(args: argparse.Namespace, task_manager: Any = None) -> int:
     if args.protocol not in PROTOCOLS:
         raise UserError(f"unknown --protocol {args.protocol!r}; allowed: "
                         f"{', '.join(sorted(PROTOCOLS))}")
-    limit: Any = args.limit
-    if limit is not None:
-        if limit <= 0:
-            raise UserError(f"--limit must be > 0, got {args.limit:g}")
-        limit = int(limit) if limit >= 1 else limit
-    if args.budget is not None and args.budget < 1:
-        raise UserError(f"--budget must be >= 1, got {args.budget}")
+    limit, eval_kwargs = run_options(args)
     keys = _rows(args.rows)
-    eval_kwargs: dict[str, Any] = {k: getattr(args, k) for k in
-                                   ("num_fewshot", "gen_kwargs", "batch_size", "device")
-                                   if getattr(args, k) is not None}
-    if args.apply_chat_template:
-        eval_kwargs["apply_chat_template"] = True
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     names = {variant_name(k, args.protocol, args.control): k for k in keys}
     records = {}
