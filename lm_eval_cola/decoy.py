@@ -10,7 +10,9 @@ budget and seed, toward a *decoy*: a target that is wrong by construction.
   full chain gets wrong the decoy is as far from the full chain's answer as the gold is
   (neither is what the full chain says);
 - generation: the gold answer of another doc of the same task's eval docs (drawn by the
-  seed, with a gold different from this doc's).
+  seed, with a gold different from this doc's), one the full chain's own answer does not
+  already give whenever such a doc exists: as for multiple choice, so a short-answer task
+  (a letter, a number) gets no decoy the full chain "reaches" before any search.
 
 A chain "answers the decoy" when the metric's choice is the decoy choice (multiple
 choice, under the oracle metric: raw log-likelihood argmax for ``acc``, length-normalised
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,23 +74,32 @@ def draw_choice(choices: int, golds: set[int], full_answer: int | None,
 
 
 def draw_other_doc(docs: Sequence[Any], doc_id: int, gold: Any, gold_of: Any,
-                   seed: int) -> tuple[int, Any] | None:
+                   seed: int, avoid: Callable[[Any], bool] | None = None
+                   ) -> tuple[int, Any] | None:
     """(index, doc) of another doc whose gold (``gold_of(doc)``) differs from ``gold``,
-    drawn by the seed; None when there is none."""
+    drawn by the seed, and not one ``avoid(doc)`` rejects when another exists; None when
+    there is none."""
     count = len(docs)
     if count < 2:
         return None
-    rng = decoy_rng(seed)
     wanted = _normal(gold)
-    for _ in range(_RANDOM_TRIES):
-        index = rng.randrange(count)
-        if index != doc_id and _normal(gold_of(docs[index])) != wanted:
-            return index, docs[index]
-    start = rng.randrange(count)  # many docs share this gold: look at each once
-    for step in range(count):
-        index = (start + step) % count
-        if index != doc_id and _normal(gold_of(docs[index])) != wanted:
-            return index, docs[index]
+
+    def fits(index: int, strict: bool) -> bool:
+        if index == doc_id or _normal(gold_of(docs[index])) == wanted:
+            return False
+        return not (strict and avoid is not None and avoid(docs[index]))
+
+    for strict in ((True, False) if avoid is not None else (False,)):
+        rng = decoy_rng(seed)
+        for _ in range(_RANDOM_TRIES):
+            index = rng.randrange(count)
+            if fits(index, strict):
+                return index, docs[index]
+        start = rng.randrange(count)  # many docs share this gold: look at each once
+        for step in range(count):
+            index = (start + step) % count
+            if fits(index, strict):
+                return index, docs[index]
     return None
 
 
@@ -97,18 +108,26 @@ def _normal(gold: Any) -> str:
 
 
 def draw_decoy(judge: TaskJudge, doc: Any, doc_id: int, seed: int,
-               full: Judgement) -> Decoy | None:
+               full: Judgement, full_responses: Sequence[Any] | None = None) -> Decoy | None:
     """The sample's decoy, drawn with ``seed`` (the sample's own); ``full`` is the full
-    chain's judgement. None where no decoy exists (every choice gold, no other gold,
-    or a task without choices or generated text)."""
+    chain's judgement (``full_responses`` its raw answers: generation avoids a decoy the
+    full chain already gives). None where no decoy exists (every choice gold, no other
+    gold, or a task without choices or generated text)."""
     if judge.output_type == "multiple_choice":
         choices = len(judge.task.doc_to_choice(doc))
         full_answer = full.answer if full.finite else None
         index = draw_choice(choices, judge.gold_choices(doc), full_answer, seed)
         return None if index is None else Decoy(target=index)
     if judge.output_type == "generate_until":
+        avoid = None
+        if full_responses is not None and full.finite:
+            said = judge.filtered(doc, full_responses)
+
+            def avoid(other: Any) -> bool:
+                return judge.metric_value(other, said) >= 1.0 - 1e-9
+
         found = draw_other_doc(judge.eval_docs, doc_id, judge.gold_text(doc), judge.gold_text,
-                               seed)
+                               seed, avoid)
         if found is None:
             return None
         index, other = found

@@ -194,7 +194,7 @@ class SampleSearch:
         if self.facts.control == "decoy" and not self._decoy_drawn and full in self.judged:
             self._decoy_drawn = True
             self.decoy = draw_decoy(self.judge, self.sample.doc, self.sample.doc_id, self.seed,
-                                    self.judged[full])
+                                    self.judged[full], self.responses[full])
             if self.decoy is not None:
                 self._decoy_run = self._start(self._toward_decoy)
         runs = [r for r in (self._main, self._decoy_run) if r is not None]

@@ -233,3 +233,24 @@ def test_decoy_shortened_follows_the_findings_rule():
     assert decoy_shortened(old, 30)
     assert not decoy_shortened({**old, "chains": old["chains"][1:]}, 30)
     assert decoy_shortened({"shortened": True}, 30)
+
+
+def test_a_generation_decoy_is_not_what_the_full_chain_already_says():
+    """As for multiple choice: a short answer the full chain already gives (its wrong "12")
+    is no decoy while another wrong gold ("30") exists; with none, it still serves."""
+    task = FakeGenTask(["7", "7", "12", "7", "30", "7"])
+    judge = TaskJudge(task, None, None)
+    says = [" 12"]
+    full = judge.judge(task.eval_docs[0], says)
+    seen = set()
+    for seed in range(60):
+        decoy = draw_decoy(judge, task.eval_docs[0], 0, seed, full, says)
+        assert decoy is not None and decoy.target == "30"
+        assert not judge_decoy(judge, task.eval_docs[0], says, full, decoy).correct
+        seen.add(decoy.target)
+    without = {draw_decoy(judge, task.eval_docs[0], 0, s, full).target for s in range(60)}
+    assert without == {"12", "30"}  # the old draw, with no answer to avoid
+    only = FakeGenTask(["7", "12", "7"])
+    judge = TaskJudge(only, None, None)
+    decoy = draw_decoy(judge, only.eval_docs[0], 0, 1, judge.judge(only.eval_docs[0], says), says)
+    assert decoy is not None and decoy.target == "12"
