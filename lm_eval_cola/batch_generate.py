@@ -49,6 +49,7 @@ from lm_eval_cola.fast import (
     _LayersDone,
     _note_layer_output,
     _schedule,
+    drive_steps,
 )
 
 logger = logging.getLogger(__name__)
@@ -290,19 +291,12 @@ def _run_layers(model: torch.nn.Module, rows: list[RowState], device: torch.devi
         "position_ids": torch.tensor([position_ids], device=device),
         "use_cache": False,
     }
-    with chain_applied(model, layers):
-        for n, (position, step) in enumerate(zip(chain_positions(model), steps, strict=True)):
-            position.around = functools.partial(around, step, n == len(steps) - 1)
-        config._attn_implementation = _ATTENTION
-        _CURRENT.implementation = saved
-        try:
-            model(**inputs)
-        except _LayersDone:
-            pass
-        else:  # pragma: no cover - the last step always raises
-            raise RuntimeError("the batched forward ended before its last step")
-        finally:
-            config._attn_implementation = saved
+    config._attn_implementation = _ATTENTION
+    _CURRENT.implementation = saved
+    try:
+        drive_steps(model, layers, steps, around, inputs)
+    finally:
+        config._attn_implementation = saved
 
 
 def _cut(value: Any, index: torch.Tensor, total: int) -> Any:

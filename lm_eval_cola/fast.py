@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -327,6 +327,14 @@ def _run_layers(model: torch.nn.Module, jobs: list[_Job]) -> None:
         "attention_mask": torch.cat([j.scorer.mask for j in jobs]),
         "use_cache": False,
     }
+    drive_steps(model, layers, steps, around, inputs)
+
+
+def drive_steps(model: torch.nn.Module, layers: Chain, steps: Sequence[Any],
+                around: Callable[..., Any], inputs: dict[str, Any]) -> None:
+    """The model's own forward over ``layers``, chain position ``n`` wrapped by
+    ``around(steps[n], last, ...)``; the last step raises ``_LayersDone``, so nothing after
+    the layers (norm, head) runs."""
     with chain_applied(model, layers):
         for n, (position, step) in enumerate(zip(chain_positions(model), steps, strict=True)):
             position.around = functools.partial(around, step, n == len(steps) - 1)
