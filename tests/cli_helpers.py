@@ -101,3 +101,27 @@ def reference_run(model_dir: str) -> Path:
         assert done.returncode == 0, done.stderr[-3000:]
         _REFERENCE[model_dir] = output
     return _REFERENCE[model_dir]
+
+
+def arc_task_manager() -> Any:
+    """lm-eval's TaskManager over its ARC folder only (indexing every task is slow)."""
+    from lm_eval import tasks
+
+    folder = Path(tasks.__file__).parent / "arc"
+    return tasks.TaskManager(include_defaults=False, include_path=[str(folder)])
+
+
+def run_subcommand(module: Any, argv: list[str], task_manager: Any) -> int:
+    """An ``lm-eval-cola`` subcommand module's ``run`` on ``argv``, in one torch thread."""
+    import argparse
+
+    import torch
+
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return module.run(parser.parse_args(argv), task_manager=task_manager)
+    finally:
+        torch.set_num_threads(threads)

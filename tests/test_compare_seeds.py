@@ -7,7 +7,6 @@ from those files here. One test runs ``compare --seeds 2`` end to end on the tin
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import statistics
@@ -20,6 +19,7 @@ from lm_eval_cola.reports import build_board, write_board
 from lm_eval_cola.reports.render import to_markdown
 from lm_eval_cola.reports.tables import board_table, task_table
 from tests.board_checks import finding_counts, rate_text
+from tests.cli_helpers import arc_task_manager, run_subcommand
 from tests.reports_fixtures import SEED, TASKS, load, write_run
 
 SEEDS = [SEED, SEED + 1, SEED + 2]
@@ -138,25 +138,14 @@ def test_seeds_make_one_variant_a_run_each(tmp_path):
 @pytest.mark.skipif(not os.environ.get("COLA_DATA_DIR"),
                     reason="needs COLA_DATA_DIR (local benchmark data)")
 def test_compare_seeds_end_to_end(tiny_llama_dir, tmp_path, capsys, monkeypatch):
-    import torch
-    from lm_eval import tasks
-
     from lm_eval_cola import compare as compare_module
 
-    folder = Path(tasks.__file__).parent / "arc"
-    manager = tasks.TaskManager(include_defaults=False, include_path=[str(folder)])
-    parser = argparse.ArgumentParser()
-    compare_module.add_arguments(parser)
+    manager = arc_task_manager()
     argv = ["--searchers", "none,random", "--tasks", "arc_challenge", "--limit", "2",
             "--budget", "3", "--seeds", "2", "--output", str(tmp_path / "cmp"),
             "--model_args", f"pretrained={tiny_llama_dir},device=cpu",
             "--board", str(tmp_path / "board")]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert compare_module.run(parser.parse_args(argv), task_manager=manager) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert run_subcommand(compare_module, argv, manager) == 0
     out = capsys.readouterr().out
     files = {k: next((tmp_path / "cmp" / "random" / f"seed{k}").rglob("results_*.json"))
              for k in (1234, 1235)}

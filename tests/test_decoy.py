@@ -242,12 +242,10 @@ def test_a_generation_decoy_is_not_what_the_full_chain_already_says():
     judge = TaskJudge(task, None, None)
     says = [" 12"]
     full = judge.judge(task.eval_docs[0], says)
-    seen = set()
     for seed in range(60):
         decoy = draw_decoy(judge, task.eval_docs[0], 0, seed, full, says)
         assert decoy is not None and decoy.target == "30"
         assert not judge_decoy(judge, task.eval_docs[0], says, full, decoy).correct
-        seen.add(decoy.target)
     without = {draw_decoy(judge, task.eval_docs[0], 0, s, full).target for s in range(60)}
     assert without == {"12", "30"}  # the old draw, with no answer to avoid
     only = FakeGenTask(["7", "12", "7"])

@@ -3,10 +3,8 @@ tiny model through ``compare``."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
-from pathlib import Path
 
 import pytest
 
@@ -14,6 +12,7 @@ from lm_eval_cola.errors import UserError
 from lm_eval_cola.reports.table1 import build_table1, csv_lines, to_markdown, write_table1
 from lm_eval_cola.table1 import _rows, variant_name
 from tests.board_checks import finding_counts, rate_text
+from tests.cli_helpers import arc_task_manager, run_subcommand
 from tests.reports_fixtures import make_records
 
 TASKS = ["arc_challenge", "gsm8k"]
@@ -87,24 +86,13 @@ def test_variants_and_bad_rows():
 @pytest.mark.skipif(not os.environ.get("COLA_DATA_DIR"),
                     reason="needs COLA_DATA_DIR (local benchmark data)")
 def test_table1_end_to_end(tiny_llama_dir, tmp_path, capsys, monkeypatch):
-    import torch
-    from lm_eval import tasks
-
     from lm_eval_cola import table1 as command
 
-    folder = Path(tasks.__file__).parent / "arc"
-    manager = tasks.TaskManager(include_defaults=False, include_path=[str(folder)])
-    parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
+    manager = arc_task_manager()
     argv = ["--tasks", "arc_easy", "--limit", "3", "--budget", "4", "--rows",
             "original,skip,skip+loop", "--output", str(tmp_path / "runs"),
             "--model_args", f"pretrained={tiny_llama_dir},device=cpu"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert command.run(parser.parse_args(argv), task_manager=manager) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert run_subcommand(command, argv, manager) == 0
     out = capsys.readouterr().out
     assert "Original (full chain)" in out and "CoLa (skip + recurrence) (oracle)" in out
     assert "Recurrence-only" not in out
@@ -128,7 +116,7 @@ def test_table1_end_to_end(tiny_llama_dir, tmp_path, capsys, monkeypatch):
     again = ["--tasks", "arc_easy", "--limit", "2", "--budget", "4", "--rows", "skip+loop",
              "--output", str(tmp_path / "second"), "--reuse", str(tmp_path / "runs"),
              "--model_args", f"pretrained={tiny_llama_dir},device=cpu"]
-    assert command.run(parser.parse_args(again), task_manager=manager) == 0
+    assert run_subcommand(command, again, manager) == 0
     with open(tmp_path / "second" / "table1" / "table1.csv", newline="") as handle:
         (line,) = list(csv.DictReader(handle))
     assert (line["row"], line["accuracy_n"]) == ("skip+loop", "2")
@@ -138,4 +126,4 @@ def test_table1_end_to_end(tiny_llama_dir, tmp_path, capsys, monkeypatch):
     other = again[:5] + ["5"] + again[6:]
     monkeypatch.setattr(command, "compare", lambda *a, **k: pytest.fail("no reuse"))
     with pytest.raises(pytest.fail.Exception, match="no reuse"):
-        command.run(parser.parse_args(other), task_manager=manager)
+        run_subcommand(command, other, manager)
