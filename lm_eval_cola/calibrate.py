@@ -106,22 +106,37 @@ def calibration_task(name: str, split: str, num_fewshot: int | None = None,
 class _Sample:
     doc: dict
     evaluator: Any  # runner.SampleEvaluator
+    requests: list  # the doc's distinct lm-eval requests (the router reads their contexts)
 
 
 class TaskEvaluator:
-    """Accuracy of chains over a task's calibration samples (the first ``limit`` docs).
+    """Which calibration samples (the first ``limit`` docs of a task, or the ``doc_ids``
+    among them) each chain answers
+    correctly, and so its accuracy.
 
     ``lm`` is a cola model (``models.ColaHFLM``): its chain runner answers requests and the
     task's own metric judges them. Loglikelihood tasks are scored by the fast batched path;
     generation tasks run through lm-eval's path under each chain (slow)."""
 
     def __init__(self, lm: Any, task: Any, limit: int | None, metric: str | None = None,
-                 cache_bytes: int = 2 << 30):
+                 cache_bytes: int = 2 << 30, apply_chat_template: bool = False,
+                 doc_ids: Sequence[int] | None = None):
         from lm_eval_cola.oracle import TaskJudge
 
         self.lm = lm
         self.judge = TaskJudge(task, metric, None)
-        task.build_all_requests(limit=limit, rank=0, world_size=1)
+        # the prompts lm-eval builds for the same run flags (see evaluator.evaluate)
+        chat = {"apply_chat_template": True, "chat_template": lm.apply_chat_template,
+                "tokenizer_name": getattr(lm, "tokenizer_name", "")} \
+            if apply_chat_template else {}
+        if doc_ids is not None:  # these docs of the split, within the first ``limit``
+            chosen = sorted(d for d in set(doc_ids) if limit is None or d < limit)
+            if not chosen:  # lm-eval reads an empty selection as "every doc"
+                raise UserError(f"none of the {len(set(doc_ids))} docs asked for is among "
+                                f"the first {limit} of {task.config.task!r}")
+            task.build_all_requests(samples=chosen, rank=0, world_size=1, **chat)
+        else:
+            task.build_all_requests(limit=limit, rank=0, world_size=1, **chat)
         by_doc: dict[int, list] = {}
         for instance in task.instances:
             requests = by_doc.setdefault(instance.doc_id, [])
@@ -132,20 +147,22 @@ class TaskEvaluator:
         self.kind = "generate_until" if self.judge.output_type == "generate_until" \
             else "loglikelihood"
         share = max(cache_bytes // len(by_doc), 1 << 20)
-        self.samples = [_Sample(reqs[0].doc, lm.runner.evaluator(self.kind, reqs, share))
+        self.samples = [_Sample(reqs[0].doc, lm.runner.evaluator(self.kind, reqs, share), reqs)
                         for _, reqs in sorted(by_doc.items())]
-        self.cache: dict[Chain, float] = {}
+        self.cache: dict[Chain, list[bool] | None] = {}  # None: a non-finite answer
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def accuracy(self, chains: Sequence[Chain], progress: bool = False) -> list[float]:
-        """Each chain's share of samples judged correct (memoized)."""
+    def correct(self, chains: Sequence[Chain], progress: bool = False
+                ) -> list[list[bool] | None]:
+        """Per chain, whether each sample is judged correct under it (memoized); None for a
+        chain with a non-finite log-likelihood on some sample."""
         from lm_eval_cola.runner import evaluate_many
 
         new = [c for c in dict.fromkeys(tuple(c) for c in chains) if c not in self.cache]
         jobs = [(k, chain) for chain in new for k in range(len(self.samples))]
-        correct: Counter[Chain] = Counter()
+        right: dict[Chain, list[bool]] = {c: [False] * len(self.samples) for c in new}
         finite: dict[Chain, bool] = {c: True for c in new}
         bar = tqdm(total=len(jobs), desc="calibration samples", disable=not progress,
                    leave=False)
@@ -155,13 +172,18 @@ class TaskEvaluator:
                                                     for k, chain in part])
             for (k, chain), responses in zip(part, answers, strict=True):
                 judgement = self.judge.judge(self.samples[k].doc, responses)
-                correct[chain] += judgement.correct
+                right[chain][k] = bool(judgement.correct)
                 finite[chain] &= judgement.finite
             bar.update(len(part))
         bar.close()
         for chain in new:
-            self.cache[chain] = correct[chain] / len(self.samples) if finite[chain] else -1.0
+            self.cache[chain] = right[chain] if finite[chain] else None
         return [self.cache[tuple(c)] for c in chains]
+
+    def accuracy(self, chains: Sequence[Chain], progress: bool = False) -> list[float]:
+        """Each chain's share of samples judged correct; -1 for a non-finite chain."""
+        return [-1.0 if right is None else sum(right) / len(right)
+                for right in self.correct(chains, progress)]
 
 
 # ----------------------------------------------------------------------------- search

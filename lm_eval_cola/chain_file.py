@@ -103,6 +103,20 @@ def is_chain_file(spec: Any) -> bool:
     return isinstance(spec, str) and spec.strip().lower().endswith(CHAIN_FILE_SUFFIXES)
 
 
+def provenance(spec: Any) -> dict[str, Any]:
+    """What a results file keeps of a JSON chain file's origin (``method``, ``task``,
+    ``split``, ``samples``, the file): how a report tells a calibrated chain from a
+    pruning baseline. Empty for chain text or a YAML chain."""
+    if not is_chain_file(spec):
+        return {}
+    path = Path(spec.strip().removeprefix("@"))
+    if path.suffix != ".json" or not path.is_file():
+        return {}
+    found = ChainFile.read(path)
+    return {"file": str(path), "method": found.method, "task": found.task,
+            "split": found.split, "samples": found.samples}
+
+
 def declared_layer_count(spec: Any) -> int | None:
     """The ``num_layers`` a chain file declares (None: not a file, or it declares none)."""
     if not is_chain_file(spec):

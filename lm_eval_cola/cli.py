@@ -104,6 +104,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("lm_eval_cola.calibrate", "search one chain for a whole task on a "
                   "calibration split (or take the consensus of oracle records); write a chain "
                   "file"),
+    "search": ("lm_eval_cola.split_search", "oracle search on a calibration split (train, "
+               "validation): records for calibrate --from-records and train-router"),
+    "train-router": ("lm_eval_cola.router_train", "fit a router (cola_router) on oracle "
+                     "records of a calibration split; write a router file"),
     "prune": ("lm_eval_cola.pruning", "static pruning baselines (block influence, SLEB) to a "
               "target depth; write a chain file"),
     "export": ("lm_eval_cola.export", "write a chain as a standalone Hugging Face checkpoint "

@@ -48,6 +48,7 @@ class ColaConfig:
     generation_kv_bytes: int = DEFAULT_KV_BYTES  # KV slots of the rows decoding at once
     control: str | None = None  # "decoy": search each sample toward a wrong target too
     record_chains: str = "best"  # "all": every evaluated chain in the record
+    router: str | None = None  # cola_router: the router file (router.RouterFile)
 
     def __post_init__(self) -> None:
         _check_int("seed", self.seed, None, "an integer")
@@ -77,6 +78,9 @@ class ColaConfig:
             if given:  # a fixed chain searches nothing and keeps no records
                 raise UserError(f"{given[0]} needs a searcher; add searcher=<"
                                 f"{'|'.join(searcher_names())}> or drop it")
+        if self.router is not None and (self.searcher is not None or self.chain is not None):
+            raise UserError(f"router={self.router} picks each sample's chain; allowed "
+                            "without searcher= and chain=")
         if self.searcher is not None:
             self.make_searcher(None)  # checks the settings now, before the model loads
         if self.records is not None:

@@ -26,6 +26,7 @@ from lm_eval.models.huggingface import HFLM
 
 from lm_eval_cola import __version__
 from lm_eval_cola.chain import format_chain
+from lm_eval_cola.chain_file import provenance
 from lm_eval_cola.compat import hooks
 from lm_eval_cola.compat.lm_eval_private import (
     hf_model_generate,
@@ -211,6 +212,9 @@ class ColaHFLM(HFLM):
             "cola_depth_ratio": round(len(self.chain) / self.num_layers, 4),
             "cola_oracle": self.cola.oracle,
         })
+        source = provenance(self.cola.chain)
+        if source:
+            info["cola_chain_source"] = source
         if self.searcher is not None:
             search = self.oracle_search()
             info.update(cola_searcher=self.searcher.name, cola_control=self.cola.control,
@@ -240,6 +244,100 @@ class ColaGreedy(ColaHFLM):
 @register_model("cola_random")
 class ColaRandom(ColaHFLM):
     default_searcher = "random"
+
+
+@register_model("cola_router")
+class ColaRouter(ColaHFLM):
+    """A learned router (``router=FILE`` from ``train-router``) picks each sample's chain
+    from its prompt's hidden states (``features.py``): deployable, never reads the gold.
+    Samples are the requests grouped by (task, doc_id); each is answered under its chain
+    by the chain runner (the fast batched scorer where it applies)."""
+
+    def __init__(self, pretrained: Any = None, **model_args: Any) -> None:
+        from lm_eval_cola.router import Router, RouterFile
+
+        if not model_args.get("router"):
+            raise UserError("cola_router needs router=FILE (written by lm-eval-cola "
+                            "train-router)")
+        super().__init__(pretrained, **model_args)
+        spec = RouterFile.read(str(self.cola.router))
+        if spec.num_layers != self.num_layers:
+            raise UserError(f"router {self.cola.router} was trained for a {spec.num_layers}-"
+                            f"layer model; this model has {self.num_layers} layers")
+        config = getattr(self.model.config, "text_config", None) or self.model.config
+        if spec.hidden_size != getattr(config, "hidden_size", spec.hidden_size):
+            raise UserError(f"router {self.cola.router} was trained on hidden size "
+                            f"{spec.hidden_size}; this model's is {config.hidden_size}")
+        self.router = Router(spec)
+        self.picks: dict[str, int] = {}  # chain text -> samples routed to it
+        self.executed_layers = 0
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        return self._answer_routed("loglikelihood", requests, disable_tqdm)
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        return self._answer_routed("generate_until", requests, disable_tqdm)
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        names = sorted({r.task_name for r in requests})
+        raise UserError(f"task {names[0]!r} is a perplexity task: a whole text, no prompt "
+                        "to route; cola_router allows multiple_choice, loglikelihood and "
+                        "generate_until tasks")
+
+    def _answer_routed(self, kind: str, requests: list, disable_tqdm: bool) -> list:
+        from tqdm import tqdm
+
+        from lm_eval_cola.features import hidden_features, prompt_tokens
+        from lm_eval_cola.router import executed_length
+        from lm_eval_cola.runner import evaluate_many
+
+        groups: dict[tuple[str, int], list] = {}
+        for request in requests:
+            group = groups.setdefault((request.task_name, request.doc_id), [])
+            if all(r.args != request.args for r in group):
+                group.append(request)
+        spec = self.router.spec
+        share = max(self.cola.prefix_cache_bytes // max(len(groups), 1), 1 << 20)
+        asks = []
+        for group in tqdm(groups.values(), desc="routing", unit="sample",
+                          disable=disable_tqdm):
+            features = hidden_features(self, prompt_tokens(self, group), spec.feature_layers)
+            chain = self.router.chains[self.router.pick(features)[0]]
+            text = format_chain(chain)
+            self.picks[text] = self.picks.get(text, 0) + 1
+            self.executed_layers += executed_length(chain, spec.feature_layers)
+            asks.append((self.runner.evaluator(kind, group, share), chain, group))
+        asks.sort(key=lambda ask: ask[1])  # one chain's samples share batched forwards
+        answers: dict[int, list] = {}  # id(group) -> its responses
+        for start in range(0, len(asks), self.cola.search_batch):
+            part = asks[start:start + self.cola.search_batch]
+            done = evaluate_many(self.model, [(e, c) for e, c, _ in part])
+            for (_, _, group), responses in zip(part, done, strict=True):
+                answers[id(group)] = [_restore(kind, r) for r in responses]
+        results = []
+        for request in requests:
+            group = groups[(request.task_name, request.doc_id)]
+            at = next(j for j, r in enumerate(group) if r.args == request.args)
+            results.append(answers[id(group)][at])
+        for request, result in zip(requests, results, strict=True):
+            self.cache_hook.add_partial(kind, request.args, result)
+        return results
+
+    def get_model_info(self) -> dict:
+        info = super().get_model_info()
+        samples = sum(self.picks.values())
+        lengths = sum(len(self.router.chains[self.router.spec.candidates.index(t)]) * k
+                      for t, k in self.picks.items())
+        info.update({
+            "cola_chain": "router", "cola_router": str(self.cola.router),
+            "cola_router_picks": dict(sorted(self.picks.items(), key=lambda kv: -kv[1])),
+            "cola_chain_length": round(lengths / samples, 4) if samples else None,
+            "cola_depth_ratio": round(lengths / samples / self.num_layers, 4)
+            if samples else None,
+            "cola_executed_depth_ratio": round(self.executed_layers / samples
+                                               / self.num_layers, 4) if samples else None,
+        })
+        return info
 
 
 def _restore(kind: str, response: Any) -> Any:

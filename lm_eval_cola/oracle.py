@@ -55,8 +55,10 @@ class Judgement:
 
 
 @functools.cache
+@functools.lru_cache(maxsize=4)
 def task_manager(include_path: str | None = None) -> Any:
-    """One lm-eval TaskManager per include path: building one indexes every task (slow)."""
+    """One lm-eval TaskManager per include path: building one indexes every task (slow).
+    Kept: it is an index of task configs; every ``load`` makes fresh task objects."""
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=include_path)

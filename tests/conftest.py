@@ -31,6 +31,7 @@ FILE_TIERS = {
     "test_export.py": "tiny",
     "test_pruning.py": "tiny",
     "test_calibrate.py": "tiny",
+    "test_router.py": "tiny",
     # quick by default; its two tiny-model tests carry their own mark
     "test_paper_tasks.py": "quick",
 }

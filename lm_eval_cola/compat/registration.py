@@ -33,6 +33,7 @@ MODELS: dict[str, str] = {
     "cola_mcts": "lm_eval_cola.models:ColaMCTS",
     "cola_greedy": "lm_eval_cola.models:ColaGreedy",
     "cola_random": "lm_eval_cola.models:ColaRandom",
+    "cola_router": "lm_eval_cola.models:ColaRouter",
 }
 
 _warned = False
