@@ -9,7 +9,10 @@ Rows, so the numbers can be checked against the inputs:
   ranked apart from the deployable rows (plain runs, fixed chains, searcher ``none``).
 - average: the plain mean of the row's main metrics (a row missing a task is marked).
 - depth: mean best-chain length / layers for searcher rows, the chain's length / layers for a
-  fixed chain, 1 for a plain run. Evaluations/sample: distinct chains run per sample (1 for
+  fixed chain, 1 for a plain run; a router row's mean chain length / layers, and beside it its
+  executed depth (``executed_depth_ratio``: with the feature layers its chains skip).
+- series kind (``runs.series_kind``): full model, static chain, pruning baseline, router or
+  oracle, from the newest file of the row. Evaluations/sample: distinct chains run per sample (1 for
   fixed chains and plain runs).
 - findings (searcher rows, see ``summary.py``): the exact merge of the files' ``cola_summary``
   counts; recounted from the records where a file gives only some of its tasks or lacks the
@@ -38,7 +41,10 @@ from typing import Any
 from lm_eval_cola.errors import UserError
 from lm_eval_cola.records import Record
 from lm_eval_cola.reports.runs import (
+    FULL_MODEL,
     NEUTRAL_ARGS,
+    PRUNING,
+    STATIC_CHAIN,
     RunDirError,
     RunFile,
     TaskScore,
@@ -51,7 +57,8 @@ from lm_eval_cola.summary import Summary
 logger = logging.getLogger(__name__)
 
 # model_args shown elsewhere or part of the variant's name: left out of the settings column.
-SHOWN_ARGS = frozenset({"pretrained", "gguf_file", "searcher", "chain", "seed", "budget"})
+SHOWN_ARGS = frozenset({"pretrained", "gguf_file", "searcher", "chain", "seed", "budget",
+                        "router"})
 SUMMARY_COUNTS = ("samples", "full_chain_right", "right_with_shorter_chain", "full_chain_wrong",
                   "wrong_fixed_by_some_chain")
 
@@ -82,6 +89,11 @@ class Row:
     family: str = ""  # what rows of one variant run with other seeds share
     members: list[Row] = field(default_factory=list)  # a seed row's seeds' rows, by seed
     score_sd: dict[str, float] = field(default_factory=dict)  # seed rows: sd over seeds
+    series_kind: str = FULL_MODEL  # see runs.series_kind
+    source_method: str | None = None  # the chain file's method, where it came from one
+    executed_depth_ratio: float | None = None  # router rows: the depth a deployment pays
+    # router rows: per task, the executed depth of the file that gave the task's score
+    task_executed: dict[str, float] = field(default_factory=dict)
 
     @property
     def seeds(self) -> list[int]:
@@ -121,6 +133,24 @@ class Row:
         if task in self.task_summaries:
             return number(self.task_summaries[task].as_dict()["mean_depth_ratio"])
         return self.depth_ratio if self.kind != "search" else None
+
+    def executed_depth(self, task: str) -> float | None:
+        """The depth the row executed on one task, as the depth plot places it: a router's
+        executed depth (that of the file that gave the task's score: the mean over that
+        file's samples), else ``task_depth`` (an oracle's: the depth of its best chains, not
+        the layers its search ran)."""
+        if task in self.task_executed:
+            return self.task_executed[task]
+        if self.executed_depth_ratio is not None:
+            return self.executed_depth_ratio
+        return self.task_depth(task)
+
+    @property
+    def kind_label(self) -> str:
+        """The series kind, with the chain file's method where one gave the chain."""
+        if self.source_method and self.series_kind in (STATIC_CHAIN, PRUNING):
+            return f"{self.series_kind} ({self.source_method})"
+        return self.series_kind
 
 
 @dataclass
@@ -228,7 +258,10 @@ def _new_row(used: list[tuple[RunFile, list[str]]], scores: dict[str, TaskScore]
         wall_seconds=wall,
         sources=[r.path for r, _ in used],
         owner={k: v for r, _ in reversed(used) for k, v in r.owner.items()},
-        family=_family(first),
+        family=_family(first), series_kind=first.series_kind,
+        source_method=first.source_method, executed_depth_ratio=first.executed_depth_ratio,
+        task_executed={t: r.executed_depth_ratio for r, mine in used for t in mine
+                       if r.executed_depth_ratio is not None},
     )
 
 
@@ -368,7 +401,10 @@ def seed_row(members: list[Row], columns: list[str]) -> Row:
         records=[r for m in members for r in m.records],
         average=sum(present) / len(present) if present else None,
         missing_tasks=[t for t in columns if t not in scores], family=first.family,
-        members=members, score_sd=spread,
+        members=members, score_sd=spread, series_kind=first.series_kind,
+        source_method=first.source_method,
+        executed_depth_ratio=None if first.executed_depth_ratio is None
+        else _mean([m.executed_depth_ratio for m in members]),
     )
 
 

@@ -7,7 +7,14 @@
 - ``lengths_<task>.png``: histogram of the best-chain length per oracle row, against the
   full depth (a dashed line).
 - ``pareto_<task>.png``: the task's main metric against mean depth, one point per row
-  (searchers, fixed chains, plain runs), with the Pareto front (higher metric, lower depth).
+  (searchers, fixed chains, plain runs), with the Pareto front (higher metric, lower depth)
+  of the deployable rows: an oracle's point is an upper bound, never on the front.
+- ``depth_<task>.png``: the task's main metric against mean executed depth, one labelled
+  series per series kind present (full model, static chain, pruning baseline, router, oracle;
+  see ``runs.series_kind``), each point with its stderr as an error bar where the results
+  give one (``depth_points`` is the data drawn). A router's x is its executed depth (its
+  chains plus the feature layers they skip), an oracle's the depth of its best chains (not
+  the layers its search ran).
 
 Rows that searched nothing (searcher ``none``) only ever ran the full chain, so they are left
 out of the first two. matplotlib is imported only when a plot is drawn.
@@ -22,8 +29,24 @@ from typing import Any
 
 from lm_eval_cola.chain import parse_chain
 from lm_eval_cola.records import Record
+from lm_eval_cola.reports.runs import (
+    FULL_MODEL,
+    ORACLE,
+    PRUNING,
+    ROUTER,
+    SERIES_KINDS,
+    STATIC_CHAIN,
+)
 
 COLORS = {"skipped": "#adb5bd", "used once": "#4c6ef5", "repeated": "#f76707"}
+# series kind -> (legend label, marker, colour) in the depth plot
+SERIES_STYLE = {
+    FULL_MODEL: ("full model", "s", "#495057"),
+    STATIC_CHAIN: ("static chain", "o", "#4c6ef5"),
+    PRUNING: ("pruning baseline", "v", "#2f9e44"),
+    ROUTER: ("router", "D", "#ae3ec9"),
+    ORACLE: ("oracle (upper bound; x: best-chain depth)", "*", "#f76707"),
+}
 
 
 @dataclass
@@ -39,6 +62,23 @@ class Series:
     stderr: float | None = None
     depth: float | None = None  # mean chain length / layers on this task
     records: list[Record] = field(default_factory=list)  # this task's
+    series_kind: str = FULL_MODEL  # see runs.series_kind
+    executed_depth: float | None = None  # layers run / layers (router: with feature layers)
+
+    @property
+    def x(self) -> float | None:
+        """Where the depth axes place the row: its executed depth, else its depth."""
+        return self.depth if self.executed_depth is None else self.executed_depth
+
+
+@dataclass
+class DepthPoint:
+    """One point of the depth plot."""
+
+    name: str
+    depth: float
+    value: float
+    stderr: float | None
 
 
 def _pyplot() -> Any:
@@ -170,10 +210,10 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 
 def plot_pareto(rows: list[Series], task: str, metric: str, path: Path) -> bool:
-    points = [r for r in rows if r.value is not None and r.depth is not None]
+    points = [r for r in rows if r.value is not None and r.x is not None]
     if not points:
         return False
-    xy = [(float(r.depth or 0.0), float(r.value or 0.0)) for r in points]  # all present
+    xy = [(float(r.x or 0.0), float(r.value or 0.0)) for r in points]  # all present
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     placed: dict[tuple[float, float], int] = {}
@@ -190,10 +230,11 @@ def plot_pareto(rows: list[Series], task: str, metric: str, path: Path) -> bool:
         stack = placed[spot] = placed.get(spot, -1) + 1  # points on one spot: labels stack
         ax.annotate(name, (depth, value), textcoords="offset points",
                     xytext=(7, 5 + 11 * stack), fontsize=8)
-    front = pareto_front(xy)
+    # oracle points are upper bounds: the front is of the deployable rows alone
+    front = pareto_front([p for r, p in zip(points, xy, strict=True) if not r.oracle])
     ax.plot([d for d, _ in front], [v for _, v in front], color="#868e96", linestyle=":",
-            linewidth=1, label="Pareto front")
-    ax.set_xlabel("mean depth (chain length / layers)")
+            linewidth=1, label="Pareto front (deployable)")
+    ax.set_xlabel("mean depth (chain length / layers; a router's with its feature layers)")
     ax.set_ylabel(metric)
     ax.set_title(f"{task}: {metric} vs depth (★ oracle search, ■ full chain, ● fixed chain)",
                  fontsize=11)
@@ -205,15 +246,65 @@ def plot_pareto(rows: list[Series], task: str, metric: str, path: Path) -> bool:
     return True
 
 
+def depth_points(rows: list[Series]) -> dict[str, list[DepthPoint]]:
+    """The depth plot's data: per series kind present (in ``SERIES_KINDS`` order, any other
+    kind after), its rows' points (x: ``Series.x``), named as the Pareto plot names them."""
+    rows = [r for r in rows if r.value is not None and r.x is not None]
+    out: dict[str, list[DepthPoint]] = {}
+    for row, name in zip(rows, _short_names(rows), strict=True):
+        out.setdefault(row.series_kind, []).append(
+            DepthPoint(name, float(row.x or 0.0), float(row.value or 0.0), row.stderr))
+    order = {kind: n for n, kind in enumerate(SERIES_KINDS)}
+    return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def plot_depth(rows: list[Series], task: str, metric: str, path: Path) -> bool:
+    series = depth_points(rows)
+    if not series:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    placed: dict[tuple[float, float], int] = {}
+    for kind, points in series.items():
+        label, marker, color = SERIES_STYLE.get(kind, (kind, "X", "#212529"))
+        # one legend entry a series; error bars only where the results give a stderr
+        for n, part in enumerate(([p for p in points if p.stderr is not None],
+                                  [p for p in points if p.stderr is None])):
+            if not part:
+                continue
+            ax.errorbar([p.depth for p in part], [p.value for p in part],
+                        yerr=[p.stderr for p in part] if n == 0 else None, fmt=marker,
+                        color=color, markersize=12 if marker == "*" else 8, capsize=3,
+                        label=label, linestyle="none")
+            label = "_nolegend_"
+        for point in points:
+            spot = (round(point.depth, 3), round(point.value, 4))
+            stack = placed[spot] = placed.get(spot, -1) + 1  # points on one spot: labels stack
+            ax.annotate(point.name, (point.depth, point.value), textcoords="offset points",
+                        xytext=(7, 4 + 10 * stack), fontsize=7, color=color)
+    ax.axvline(1.0, color="#adb5bd", linestyle="--", linewidth=1)  # the full depth
+    ax.set_xlabel("mean executed depth (layers run / layers)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{task}: {metric} vs mean executed depth", fontsize=11)
+    ax.margins(x=0.15, y=0.15)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
 def write_plots(tasks: dict[str, tuple[str, list[Series]]], out_dir: Path) -> list[Path]:
     """All plots into ``out_dir``: ``tasks`` maps a task to (its metric's label, its series).
     Returns the files written."""
     written = []
     for task, (metric, rows) in tasks.items():
-        pareto, layers, lengths = (Path(out_dir) / f"{kind}_{safe_name(task)}.png"
-                                   for kind in ("pareto", "layers", "lengths"))
+        pareto, depth, layers, lengths = (Path(out_dir) / f"{kind}_{safe_name(task)}.png"
+                                          for kind in ("pareto", "depth", "layers", "lengths"))
         if plot_pareto(rows, task, metric, pareto):
             written.append(pareto)
+        if plot_depth(rows, task, metric, depth):
+            written.append(depth)
         if plot_layers(rows, task, layers):
             written.append(layers)
         if plot_lengths(rows, task, lengths):

@@ -1,12 +1,13 @@
 """The board as Markdown, CSV and one self-contained HTML page, and the files written.
 
-Deployable rows (plain runs, fixed chains, searcher ``none``) and oracle rows (a gold answer
-chose each sample's chain) are two tables, each ranked by its own average: an oracle's
-accuracy is an upper bound, never a score to rank against; the findings per task follow
-(the tables themselves are made in ``tables``). ``leaderboard.csv`` has every row, with an
-``oracle`` column, ``findings.csv`` the per-task findings, ``layers_<task>.csv`` the layer
-use the ``layers_<task>.png`` plots draw. The HTML page inlines its CSS and JS (``assets/``)
-and the plots as data URIs, so it loads nothing.
+Deployable rows (plain runs, fixed chains, routers, searcher ``none``) and oracle rows (a
+gold answer chose each sample's chain) are two tables, each ranked by its own average: an
+oracle's accuracy is an upper bound, never a score to rank against; the findings per task
+follow (the tables themselves are made in ``tables``). ``leaderboard.csv`` has every row,
+with an ``oracle`` and a ``series_kind`` column, ``findings.csv`` the per-task findings,
+``layers_<task>.csv`` the layer use the ``layers_<task>.png`` plots draw. The plots are listed
+per task (``plots``), the depth plot's series explained above them. The HTML page inlines its
+CSS and JS (``assets/``) and the plots as data URIs, so it loads nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from lm_eval_cola.errors import UserError
 from lm_eval_cola.reports.board import Board
 from lm_eval_cola.reports.plots import Series, safe_name, write_plots
 from lm_eval_cola.reports.tables import (
+    DEPLOYABLE_TEXT_COLUMNS,
     LAYER_HEADER,
     TEXT_COLUMNS,
     Cell,
@@ -41,6 +43,10 @@ ORACLE_NOTE = ("oracle: each sample's chain was searched with that sample's gold
                "the reward, so its accuracy is an upper bound, not a fair score")
 ORACLE_HEADING = "Oracle search (upper bounds, ranked apart)"
 TASK_HEADING = "Findings per task (counts and Wilson 95% intervals, from the per-sample records)"
+DEPTH_NOTE = ("depth_<task>: the main metric against mean executed depth (layers run / layers), "
+              "one series per kind: full model, static chain, pruning baseline, router (at its "
+              "executed depth, feature layers included) and oracle (an upper bound, at its "
+              "best chains' depth); bars: lm-eval's stderr (seed rows: sd over the seeds)")
 
 
 # ---------------------------------------------------------------------------- markdown, csv
@@ -72,7 +78,10 @@ def to_markdown(board: Board, plots: list[Path] | None = None, title: str = "Lea
     if tables:
         lines += ["", "Tables: " + ", ".join(f"[{p.name}]({p.name})" for p in tables)]
     if plots:
-        lines += ["", "### Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+        lines += ["", "### Plots", ""]
+        if any(p.stem.startswith("depth_") for p in plots):
+            lines += [f"{DEPTH_NOTE[0].upper()}{DEPTH_NOTE[1:]}.", ""]
+        lines += [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
 
 
@@ -91,9 +100,10 @@ def asset(name: str) -> str:
     return (resources.files("lm_eval_cola.reports") / "assets" / name).read_text("utf-8")
 
 
-def _html_table(head: list[str], body: list[list[Cell]], table_id: str) -> list[str]:
+def _html_table(head: list[str], body: list[list[Cell]], table_id: str,
+                text_columns: int = TEXT_COLUMNS) -> list[str]:
     def klass(i: int) -> str:
-        return ' class="text"' if i < TEXT_COLUMNS else ""
+        return ' class="text"' if i < text_columns else ""
 
     out = [f'<table class="sortable" id="{table_id}"><thead><tr>']
     out += [f'<th{klass(i)} scope="col">{html.escape(h)}</th>' for i, h in enumerate(head)]
@@ -113,7 +123,8 @@ def to_html(board: Board, plots: list[Path] | None = None, title: str = "Leaderb
              f"<title>{html.escape(title)}</title><style>{asset('board.css')}</style></head>",
              f"<body><h1>{html.escape(title)}</h1>"]
     if board.deployable:
-        parts += _html_table(*board_table(board, oracle=False), table_id="board")
+        parts += _html_table(*board_table(board, oracle=False), table_id="board",
+                             text_columns=DEPLOYABLE_TEXT_COLUMNS)
     parts.append('<div class="notes">')
     parts += [f"<p>{html.escape(n)}</p>" for n in notes(board)]
     parts += [f'<p class="error">error: {html.escape(e)}</p>' for e in board.errors]
@@ -130,7 +141,10 @@ def to_html(board: Board, plots: list[Path] | None = None, title: str = "Leaderb
         parts.append(f"<h2>{html.escape(TASK_HEADING)}</h2>")
         parts += _html_table(head, per_task, table_id="per-task")
     if plots:
-        parts.append('<h2>Plots</h2><div class="plots">')
+        parts.append("<h2>Plots</h2>")
+        if any(p.stem.startswith("depth_") for p in plots):
+            parts.append(f'<p class="notes">{html.escape(DEPTH_NOTE)}.</p>')
+        parts.append('<div class="plots">')
         for plot in plots:
             data = base64.b64encode(plot.read_bytes()).decode("ascii")
             name = html.escape(plot.stem)
@@ -158,7 +172,9 @@ def plot_series(board: Board) -> dict[str, tuple[str, list[Series]]]:
             series.append(Series(model=row.model, variant=row.variant, label=row.label,
                                  kind=row.kind, oracle=row.oracle, value=score.value,
                                  stderr=score.stderr if spread is None else spread,
-                                 depth=row.task_depth(task), records=row.records_of(task)))
+                                 depth=row.task_depth(task), records=row.records_of(task),
+                                 series_kind=row.series_kind,
+                                 executed_depth=row.executed_depth(task)))
         out[task] = (board.metric_of(task), series)
     return out
 

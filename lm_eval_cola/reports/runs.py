@@ -12,6 +12,14 @@ A searcher run shows its oracle's metric and filter instead, where the task repo
 those the results config names (``cola_oracle_metric``, ``cola_oracle_filter``), else those
 its records were judged by (see ``board``), else its model_args' ``oracle_metric`` and
 ``oracle_filter``.
+
+Series kind of a run (``RunFile.series_kind``, ``series_kind``), what the depth plot groups by:
+an oracle run (``is_oracle``) is ``oracle``; a ``cola_router`` run ``router``; a chain from a
+chain file whose method is ``block_influence``, ``sleb`` or ``sleb_oneshot``
+(``cola_chain_source``) a ``pruning baseline``; the full chain (a plain lm-eval model such as
+``hf``, or a cola run of the identity chain not read from a chain file) the ``full model``;
+any other fixed chain (from ``calibrate``, ``consensus``, another chain file, or chain text)
+a ``static chain``.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lm_eval_cola.chain import format_chain
 from lm_eval_cola.errors import UserError
 from lm_eval_cola.records import Record, latest_per_sample, read_records
 
@@ -33,6 +42,12 @@ RESULTS_GLOB = "results*.json"
 NEUTRAL_ARGS = frozenset({"device", "batch_size", "max_batch_size", "records",
                           "prefix_cache_bytes", "search_batch", "fast", "parallelize",
                           "trust_remote_code"})
+
+
+FULL_MODEL, STATIC_CHAIN, PRUNING, ROUTER, ORACLE = (
+    "full model", "static chain", "pruning baseline", "router", "oracle")
+SERIES_KINDS = (FULL_MODEL, STATIC_CHAIN, PRUNING, ROUTER, ORACLE)  # in the plots' order
+PRUNING_METHODS = frozenset({"block_influence", "sleb", "sleb_oneshot"})
 
 
 class RunDirError(UserError):
@@ -78,6 +93,10 @@ class RunFile:
     # the oracle's metric and filter as the results config names them (None: not named)
     oracle_metric: str | None = None
     oracle_filter: str | None = None
+    series_kind: str = FULL_MODEL  # one of SERIES_KINDS (see the module docstring)
+    source_method: str | None = None  # the chain file's method (cola_chain_source)
+    # a router's depth a deployment pays (its chains plus the feature layers they skip)
+    executed_depth_ratio: float | None = None
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -183,6 +202,42 @@ def is_oracle(config: dict[str, Any]) -> bool:
     return config.get("cola_searcher") not in (None, "none")
 
 
+def chain_source_method(config: dict[str, Any]) -> str | None:
+    """The method of the chain file the run's chain came from (None: no chain file)."""
+    source = config.get("cola_chain_source")
+    if not isinstance(source, dict):
+        return None
+    return _text(source.get("method")) or "unknown"
+
+
+def is_router(config: dict[str, Any]) -> bool:
+    return config.get("model") == "cola_router" or config.get("cola_chain") == "router"
+
+
+def _is_full_chain(config: dict[str, Any]) -> bool:
+    """The run's chain is the identity chain (every layer once, in order)."""
+    layers = _int(config.get("cola_num_layers"))
+    if layers is None or layers < 1:  # no layer count: the full depth is all one can tell
+        return number(config.get("cola_depth_ratio")) == 1.0
+    return str(config.get("cola_chain")) == format_chain(range(layers))
+
+
+def series_kind(config: dict[str, Any]) -> str:
+    """The run's series kind (one of ``SERIES_KINDS``) from its results config."""
+    if is_oracle(config):
+        return ORACLE
+    if is_router(config):
+        return ROUTER
+    method = chain_source_method(config)
+    if method in PRUNING_METHODS:
+        return PRUNING
+    if method is not None:  # calibrate:*, consensus or any other chain file
+        return STATIC_CHAIN
+    if "cola_chain" not in config or _is_full_chain(config):
+        return FULL_MODEL  # a plain lm-eval model, or the identity chain
+    return STATIC_CHAIN
+
+
 def model_label(config: dict[str, Any], data: dict[str, Any], args: dict[str, str]) -> str:
     """The display name the run wrote, else lm-eval's model_name, else pretrained."""
     for name in (config.get("cola_model"), data.get("model_name"), args.get("pretrained"),
@@ -255,6 +310,10 @@ def read_run_file(path: Path) -> RunFile:
     if config.get("cola_searcher"):
         kind, variant = "search", str(config["cola_searcher"])
         depth = number((summary or {}).get("mean_depth_ratio"))
+    elif is_router(config):
+        router = _text(config.get("cola_router")) or args.get("router")
+        kind, variant = "chain", f"router {Path(router).name}" if router else "router"
+        depth = number(config.get("cola_depth_ratio"))
     elif "cola_chain" in config:
         kind, variant = "chain", f"chain {config['cola_chain']}"
         depth = number(config.get("cola_depth_ratio"))
@@ -262,6 +321,10 @@ def read_run_file(path: Path) -> RunFile:
         kind, variant, depth = "plain", lm_eval_model, 1.0
     seed = config.get("cola_seed")
     tasks = list(scores)
+    executed = number(config.get("cola_executed_depth_ratio")) if is_router(config) else None
+    if is_router(config) and executed is None:
+        logger.warning("%s: router run without cola_executed_depth_ratio; its depth is that "
+                       "of its chains alone, not counting the feature layers", path)
     return RunFile(
         path=path, data=data, model=model_label(config, data, args),
         lm_eval_model=lm_eval_model, kind=kind, variant=variant, oracle=is_oracle(config),
@@ -270,7 +333,8 @@ def read_run_file(path: Path) -> RunFile:
         depth_ratio=depth, num_layers=_int(config.get("cola_num_layers")),
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         settings=dict(config.get("cola_settings") or {}), owner=task_owners(data, tasks),
-        oracle_metric=metric, oracle_filter=filt,
+        oracle_metric=metric, oracle_filter=filt, series_kind=series_kind(config),
+        source_method=chain_source_method(config), executed_depth_ratio=executed,
     )
 
 

@@ -1,7 +1,8 @@
 """The board's tables as cells (text shown, sort key) and as CSV lines (numbers).
 
-- ``board_table``: the deployable rows' table, or the oracle rows' (with the findings pooled
-  over the row's tasks: an extra beside the per-task table);
+- ``board_table``: the deployable rows' table (with each row's series kind, and the executed
+  depth where a router row has one), or the oracle rows' (with the findings pooled over the
+  row's tasks: an extra beside the per-task table); never one table for both;
 - ``task_table``: the findings per task and row, with their counts: the main table of
   findings;
 - ``layer_lines``: layer use in each oracle row's best chains, per seed (``layers_<task>.csv``).
@@ -31,6 +32,7 @@ from lm_eval_cola.reports.runs import TaskScore
 # A cell: the text shown, and the key its column sorts by in the HTML page (None: missing).
 Cell = tuple[str, Any]
 TEXT_COLUMNS = 3  # Model/Task, Model, Variant...: left-aligned, sorted as text
+DEPLOYABLE_TEXT_COLUMNS = 4  # the deployable table's: Model, Variant, Kind, Settings
 # (header, Findings field, CSV name, is a rate); decoy columns only where a row has a decoy
 FINDING_COLUMNS = [
     ("Oracle acc", "oracle", "oracle_accuracy", True),
@@ -103,6 +105,11 @@ def _row_findings(row: Row) -> Findings:
                     evaluations=Number(row.evaluations, 2), evaluated_layers=None)
 
 
+def _executed(row: Row) -> float | None:
+    """A deployable row's executed depth: a router's, else its chain's depth."""
+    return row.depth_ratio if row.executed_depth_ratio is None else row.executed_depth_ratio
+
+
 # ---------------------------------------------------------------------------- tables
 
 
@@ -112,15 +119,19 @@ def board_table(board: Board, oracle: bool) -> tuple[list[str], list[list[Cell]]
     rows = board.oracles if oracle else board.deployable
     found = [_row_findings(r) for r in rows] if oracle else []
     columns = finding_columns(list(found))
-    head = (["Model", "Variant", "Settings"]
+    executed = not oracle and any(r.executed_depth_ratio is not None for r in rows)
+    head = (["Model", "Variant"] + ([] if oracle else ["Kind"]) + ["Settings"]
             + [f"{t} ({board.metric_of(t)})" for t in board.tasks] + ["Average"]
-            + ([c[0] for c in columns] if oracle else ["Depth", "Evals/sample"])
+            + ([c[0] for c in columns] if oracle
+               else ["Depth"] + ["Executed depth"] * executed + ["Evals/sample"])
             + ["Wall time"])
     body = []
     for number, row in enumerate(rows):
         settings = board.settings_of(row)
-        cells: list[Cell] = [(row.model, row.model), (row.variant, row.variant),
-                             (settings or "—", settings)]
+        cells: list[Cell] = [(row.model, row.model), (row.variant, row.variant)]
+        if not oracle:
+            cells.append((row.kind_label, row.kind_label))
+        cells.append((settings or "—", settings))
         for task in board.tasks:
             score = row.scores.get(task)
             cells.append((fmt_score(score, row.score_sd.get(task)),
@@ -129,8 +140,11 @@ def board_table(board: Board, oracle: bool) -> tuple[list[str], list[list[Cell]]
         if oracle:
             cells += [stat_cell(getattr(found[number], attr)) for _, attr, _, _ in columns]
         else:
-            cells += [(fmt_value(row.depth_ratio, 3), row.depth_ratio),
-                      (fmt_count(row.evaluations), row.evaluations)]
+            cells.append((fmt_value(row.depth_ratio, 3), row.depth_ratio))
+            if executed:  # what a deployment runs: a router's chains and its feature layers
+                depth = _executed(row)
+                cells.append((fmt_value(depth, 3), depth))
+            cells.append((fmt_count(row.evaluations), row.evaluations))
         cells.append((fmt_seconds(row.wall_seconds), row.wall_seconds))
         body.append(cells)
     return head, body
@@ -178,6 +192,14 @@ def notes(board: Board) -> list[str]:
         "± is lm-eval's stderr. Depth: mean chain length / layers.",
         f"Samples per task (lm-eval --limit): {', '.join(limits)}.",
     ]
+    if board.deployable:
+        lines.append("Kind: full model (every layer once), static chain (a fixed chain: "
+                     "calibrate, consensus or given), pruning baseline (block influence, SLEB), "
+                     "router (a chain picked per sample from the prompt).")
+    if any(r.executed_depth_ratio is not None for r in board.deployable):
+        lines.append("Executed depth: a router's mean chain length plus the feature layers it "
+                     "ran that its chain does not start with, over the layers: the depth a "
+                     "deployment pays (other rows: their depth).")
     if board.oracles:
         lines.append(
             "Findings: k/n = share [Wilson 95% interval]. Shorter when right: full chain right "
@@ -222,13 +244,13 @@ def _stats_cells(found: Findings | None, row: Row | None = None) -> list[Any]:
 
 
 def csv_header(board: Board) -> list[str]:
-    head = ["model", "variant", "kind", "oracle", "lm_eval_model", "settings", "budget", "seed",
-            "seeds", "limit"]
+    head = ["model", "variant", "kind", "series_kind", "chain_source_method", "oracle",
+            "lm_eval_model", "settings", "budget", "seed", "seeds", "limit"]
     for task in board.tasks:
         head += [f"{task} metric", f"{task} value", f"{task} stderr", f"{task} sd",
                  f"{task} samples"]
-    return head + ["average", "average_tasks", "samples", *_stats_header(), "wall_seconds",
-                   "sources"]
+    return head + ["average", "average_tasks", "samples", *_stats_header(),
+                   "executed_depth_ratio", "wall_seconds", "sources"]
 
 
 def _seeds(row: Row) -> str:
@@ -240,15 +262,16 @@ def csv_rows(board: Board) -> list[list[Any]]:
     out = []
     for row in board.rows:
         found = findings_of(row)
-        cells: list[Any] = [row.model, row.variant, row.kind, row.oracle, row.lm_eval_model,
-                            row.settings, row.budget, row.seed, _seeds(row), row.limit]
+        cells: list[Any] = [row.model, row.variant, row.kind, row.series_kind,
+                            row.source_method, row.oracle, row.lm_eval_model, row.settings,
+                            row.budget, row.seed, _seeds(row), row.limit]
         for task in board.tasks:
             s = row.scores.get(task)
             cells += ([s.metric, s.value, s.stderr, row.score_sd.get(task), s.samples] if s
                       else ["", "", "", "", ""])
         cells += [row.average, len(board.tasks) - len(row.missing_tasks),
                   None if found is None else found.samples, *_stats_cells(found, row),
-                  row.wall_seconds, ";".join(str(p) for p in row.sources)]
+                  row.executed_depth_ratio, row.wall_seconds, ";".join(str(p) for p in row.sources)]
         out.append(["" if c is None else c for c in cells])
     return out
 
