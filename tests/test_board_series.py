@@ -257,3 +257,18 @@ def test_a_router_split_over_files_keeps_each_tasks_executed_depth(tmp_path):
     first.unlink()
     (row,) = build_board([tmp_path]).rows
     assert [row.executed_depth(t) for t in TASKS] == [0.9, 0.91]
+
+
+def test_a_plain_run_of_an_export_is_its_chains_row(tmp_path):
+    export = tmp_path / "export-bi"
+    export.mkdir()
+    (export / "cola_chain.json").write_text(json.dumps({
+        "chain": "0+2-3", "num_layers": 4, "depth_ratio": 0.75, "method": "block_influence"}))
+    path = write_run(tmp_path / "hf", "hf", extra_config={
+        "model_args": f"pretrained={export},device=cpu"})
+    run = read_run_file(path)
+    assert (run.series_kind, run.depth_ratio, run.source_method) == (PRUNING, 0.75,
+                                                                     "block_influence")
+    assert run.variant == "hf export 0+2-3"
+    (export / "cola_chain.json").unlink()  # an ordinary checkpoint: the full model
+    assert read_run_file(path).series_kind == FULL_MODEL

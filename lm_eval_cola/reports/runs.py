@@ -210,6 +210,21 @@ def chain_source_method(config: dict[str, Any]) -> str | None:
     return _text(source.get("method")) or "unknown"
 
 
+def exported_chain(args: dict[str, str]) -> dict[str, Any] | None:
+    """The chain file ``lm-eval-cola export`` wrote into a plain run's ``pretrained``
+    folder (``cola_chain.json``), if that folder is here: a plain ``hf`` run of an export
+    is that chain's row, not the full model's."""
+    folder = args.get("pretrained")
+    if not folder:
+        return None
+    path = Path(folder) / "cola_chain.json"
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("chain"), str) else None
+
+
 def is_router(config: dict[str, Any]) -> bool:
     return config.get("model") == "cola_router" or config.get("cola_chain") == "router"
 
@@ -319,6 +334,13 @@ def read_run_file(path: Path) -> RunFile:
         depth = number(config.get("cola_depth_ratio"))
     else:
         kind, variant, depth = "plain", lm_eval_model, 1.0
+        exported = exported_chain(args)
+        if exported is not None:  # a plain run of an ``export``ed chain: that chain's row
+            config = {**config, "cola_chain": exported["chain"],
+                      "cola_num_layers": exported.get("num_layers"),
+                      "cola_chain_source": {"method": exported.get("method")}}
+            variant = f"{lm_eval_model} export {exported['chain']}"
+            depth = number(exported.get("depth_ratio")) or depth
     seed = config.get("cola_seed")
     tasks = list(scores)
     executed = number(config.get("cola_executed_depth_ratio")) if is_router(config) else None
