@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -37,8 +38,12 @@ from typing import Any
 from lm_eval_cola.chain import Chain, format_chain, full_chain, parse_chain
 from lm_eval_cola.errors import UserError
 
+logger = logging.getLogger(__name__)
+
 ROUTER_KIND = "cola_router"
-L2_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
+# up to strengths at which every candidate's logit is about its base rate: a router that
+# finds nothing in the features can say so (cross-validation picks the top end)
+L2_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
 
 
 @dataclass
@@ -196,6 +201,9 @@ def fit(features: Any, labels: Any, known: Any | None = None,
             count += float(mask[held].sum())
         cv_loss[l2] = total / max(count, 1.0)
     best = min(l2_grid, key=lambda l2: (cv_loss[l2], -l2))
+    if len(l2_grid) > 1 and best in (min(l2_grid), max(l2_grid)):
+        logger.warning("cross-validation picked L2 %g, the end of the grid %s", best,
+                       list(l2_grid))
     weights, bias, mean, scale = _fit_one(x, y, mask, best)
     return Fitted(weights, bias, mean, scale, best, cv_loss, held_out[best])
 
