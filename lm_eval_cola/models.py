@@ -270,6 +270,7 @@ class ColaRouter(ColaHFLM):
                             f"{spec.hidden_size}; this model's is {config.hidden_size}")
         self.router = Router(spec)
         self.picks: dict[str, int] = {}  # chain text -> samples routed to it
+        self.chain_layers = 0  # the routed chains' lengths, summed over samples
         self.executed_layers = 0
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
@@ -305,6 +306,7 @@ class ColaRouter(ColaHFLM):
             chain = self.router.chains[self.router.pick(features)[0]]
             text = format_chain(chain)
             self.picks[text] = self.picks.get(text, 0) + 1
+            self.chain_layers += len(chain)
             self.executed_layers += executed_length(chain, spec.feature_layers)
             asks.append((self.runner.evaluator(kind, group, share), chain, group))
         asks.sort(key=lambda ask: ask[1])  # one chain's samples share batched forwards
@@ -326,8 +328,7 @@ class ColaRouter(ColaHFLM):
     def get_model_info(self) -> dict:
         info = super().get_model_info()
         samples = sum(self.picks.values())
-        lengths = sum(len(self.router.chains[self.router.spec.candidates.index(t)]) * k
-                      for t, k in self.picks.items())
+        lengths = self.chain_layers
         info.update({
             "cola_chain": "router", "cola_router": str(self.cola.router),
             "cola_router_picks": dict(sorted(self.picks.items(), key=lambda kv: -kv[1])),
