@@ -69,11 +69,14 @@ def run_search(lm, samples, fast: bool, budget: int, search_batch: int = 1,
     lm.searcher = get_searcher("mcts", budget=budget, max_len=lm.max_chain_length)
     runner = ChainRunner(lm, fast, lm.cola.prefix_cache_bytes,
                          kv_bytes or lm.cola.generation_kv_bytes)
+    # The model's decoding step asks its own runner for the fast decoder's hook: this
+    # fresh runner must be that runner, or generation silently takes lm-eval's path.
+    lm.runner = runner
     facts = dataclasses.replace(lm.run_facts(), record_chains="all")
     kind = samples[0][0].request_type
     todo = [Sample(r[0].task_name, r[0].doc_id, r) for r in samples]
     width = search_batch if fast else 1
-    cache_bytes = runner.cache_bytes // width
+    cache_bytes = runner.cache_bytes // min(width, len(todo))  # as search.OracleSearch.run
     records = []
 
     def start(sample):
@@ -94,6 +97,9 @@ def run_search(lm, samples, fast: bool, budget: int, search_batch: int = 1,
         profiler.disable()
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu
+    if fast and kind == "generate_until" and not DECODE_STATS.steps:
+        raise RuntimeError("the fast run decoded nothing in batches: generation took "
+                           "lm-eval's path (see ChainRunner.evaluator)")
     print(f"{'fast' if fast else 'naive'} run: {seconds:.1f} s wall, {cpu:.1f} s cpu (all threads)",
           flush=True)
     if profiler is not None:
@@ -226,6 +232,15 @@ def search(lm, samples, budget: int, search_batch: int, kv_bytes: int | None = N
               f"{stats.row_steps / stats.steps:.1f} rows a step (max {stats.max_rows}), "
               f"{stats.tokens} tokens generated ({stats.tokens_from_drafts} from drafts), "
               f"{stats.fed_tokens / stats.steps:.1f} tokens fed a step")
+    if stats.layer_calls:
+        print(f"layer calls: {stats.layer_calls} ({stats.layer_calls / stats.steps:.1f} a step), "
+              f"{stats.call_tokens / stats.layer_calls:.1f} real tokens a call, "
+              f"{stats.padded_tokens / stats.layer_calls:.1f} computed with padding")
+    if stats.token_layers:
+        print(f"work: {stats.token_layers:,} token-layers computed (padding, prompts and "
+              f"rejected guesses included) against {stats.alone_token_layers:,} for generate "
+              f"alone on the same rows: {stats.alone_token_layers / stats.token_layers:.2f}x "
+              f"less arithmetic in the decoder layers")
 
 
 def fixed(lm, samples) -> None:

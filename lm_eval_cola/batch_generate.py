@@ -31,6 +31,7 @@ DRAFT) x bytes``; rows beyond ``kv_bytes`` in total wait until others finish.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import sys
@@ -142,6 +143,35 @@ def _register_attention() -> None:
     from transformers import AttentionInterface
 
     AttentionInterface.register(_ATTENTION, _segments_attention)
+
+
+@dataclass
+class DecodeStats:
+    """What the batched decoders did (for the benchmark): steps, rows per step, tokens,
+    and the layer calls that ran them (real tokens against the padded ones computed)."""
+
+    steps: int = 0
+    rows: int = 0
+    row_steps: int = 0  # rows in each step, summed: the mean batch is row_steps / steps
+    max_rows: int = 0
+    fed_tokens: int = 0
+    tokens: int = 0
+    tokens_from_drafts: int = 0
+    layer_calls: int = 0  # layer calls over short segments (decoding; long prompts run alone)
+    call_tokens: int = 0  # real tokens in them
+    padded_tokens: int = 0  # tokens computed in them, padding included
+    token_layers: int = 0  # tokens x layers computed in every layer call, padding included
+    alone_token_layers: int = 0  # what ``generate`` alone runs for the same rows
+
+    def reset(self) -> None:
+        for item in dataclasses.fields(self):
+            setattr(self, item.name, 0)
+
+    def copy(self) -> DecodeStats:
+        return dataclasses.replace(self)
+
+
+DECODE_STATS = DecodeStats()
 
 
 class RowState:
@@ -256,6 +286,11 @@ def _run_layers(model: torch.nn.Module, rows: list[RowState], device: torch.devi
                 index += range(offsets[i], offsets[i] + len(row.feed))
             real = len(index)
             index += range(dummy, dummy + (-real % PAD_MULTIPLE))
+            DECODE_STATS.token_layers += len(index)
+            if real <= chunk_tokens:
+                DECODE_STATS.layer_calls += 1
+                DECODE_STATS.call_tokens += real
+                DECODE_STATS.padded_tokens += len(index)
             idx = torch.tensor(index, device=hidden.device)
             x = hidden.index_select(1, idx)
             for seg in segments:

@@ -46,6 +46,10 @@ class ColaConfig:
     prefix_cache_bytes: int = DEFAULT_CACHE_BYTES
     search_batch: int = DEFAULT_SEARCH_BATCH
     generation_kv_bytes: int = DEFAULT_KV_BYTES  # KV slots of the rows decoding at once
+    # Generation: reuse a prompt start (few-shot examples) across samples. Off by default:
+    # a prompt's tail run apart from its start rounds differently, so a sample's answer
+    # could depend on which samples ran before it.
+    share_prompts: bool = False
     control: str | None = None  # "decoy": search each sample toward a wrong target too
     record_chains: str = "best"  # "all": every evaluated chain in the record
     router: str | None = None  # cola_router: the router file (router.RouterFile)
@@ -60,8 +64,9 @@ class ColaConfig:
         _check_int("generation_kv_bytes", self.generation_kv_bytes, 0, "bytes >= 0")
         _check_int("search_batch", self.search_batch, 1,
                    "an integer >= 1 (samples searched side by side)")
-        if not isinstance(self.fast, bool):
-            raise UserError(f"bad fast {self.fast!r}; allowed: True or False")
+        for name in ("fast", "share_prompts"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"bad {name} {getattr(self, name)!r}; allowed: True or False")
         if isinstance(self.chain, str) and not self.chain.strip():
             raise UserError("empty chain=; allowed: a chain such as 0-9+9*2+12-29, "
                             "identity, or a chain file (leave chain= out for the identity chain)")

@@ -137,12 +137,20 @@ def packed_mask(sample: PackedSample, dtype: torch.dtype) -> torch.Tensor:
 
 
 class PrefixStore:
-    """Hidden states after chain prefixes, least-recently-used out past `max_bytes`."""
+    """Values after chain prefixes, least-recently-used out past `max_bytes`.
 
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
+    ``chained``: a prefix is only usable with every shorter prefix's entry (generation
+    replays each position's KV-cache slot, ``run``). Eviction then takes the least
+    recently used entry that no stored longer prefix extends, so a stored chain always
+    keeps its start and loses its end first; LRU over all entries would drop the first
+    positions (the oldest) and with them every longer prefix."""
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES, chained: bool = False):
         self.max_bytes = max_bytes
+        self.chained = chained
         self.bytes = 0
         self._items: OrderedDict[Chain, Any] = OrderedDict()
+        self._extended: dict[Chain, int] = {}  # chained: stored one-longer prefixes
 
     @staticmethod
     def _size(value: Any) -> int:
@@ -165,8 +173,9 @@ class PrefixStore:
             value = self._items.get(chain[:k])
             if value is None:
                 break
-            self._items.move_to_end(chain[:k])
             values.append(value)
+        for k in range(len(values), 0, -1):  # shorter prefixes the more recent
+            self._items.move_to_end(chain[:k])
         return values
 
     def put(self, prefix: Chain, value: Any) -> None:
@@ -175,11 +184,26 @@ class PrefixStore:
         size = self._size(value)
         if size > self.max_bytes:
             return
+        if self.chained and len(prefix) > 1 and prefix[:-1] not in self._items:
+            return  # unusable: its shorter prefix is gone
         self._items[prefix] = value
         self.bytes += size
+        if self.chained and len(prefix) > 1:
+            self._extended[prefix[:-1]] = self._extended.get(prefix[:-1], 0) + 1
         while self.bytes > self.max_bytes:
-            _, old = self._items.popitem(last=False)
-            self.bytes -= self._size(old)
+            self._evict()
+
+    def _evict(self) -> None:
+        victim = next(iter(self._items))
+        if self.chained:
+            victim = next(k for k in self._items if not self._extended.get(k))
+        old = self._items.pop(victim)
+        self.bytes -= self._size(old)
+        if self.chained and len(victim) > 1:
+            parent = victim[:-1]
+            self._extended[parent] -= 1
+            if not self._extended[parent]:
+                del self._extended[parent]
 
 
 def sliding_window(model: torch.nn.Module) -> int | None:

@@ -15,9 +15,14 @@ architecture, benchmarks/search_speed.py the answers and chosen chains on the re
 2. Prompt prefix reuse: the hidden states and the KV-cache slot that each chain
    position produced over the prompt are kept, keyed by the chain prefix that made
    them. A new chain replays its longest stored prefix (hidden state and cache slots
-   restored) and runs only the layers after it over the prompt. Across samples, a
-   :class:`PromptCache` keeps whole prompts' caches per chain: few-shot prompts share
-   their examples, so under a chain seen before only a prompt's own tail runs.
+   restored: bitwise what running those layers again gives) and runs only the layers
+   after it over the prompt. A sample's store keeps a chain's start before its end
+   (``PrefixStore(chained=True)``): replaying needs every position's KV slot. With
+   ``share_prompts`` (off by default), a :class:`PromptCache` keeps whole prompts' caches
+   per chain across samples: few-shot prompts share their examples, so under a chain seen
+   before only a prompt's own tail runs. That tail, run apart, rounds differently from
+   the whole prompt run at once, so a sample's tokens could then depend on which samples
+   ran before it.
 3. Earlier answers as drafts: chains a search step apart mostly write the same text.
    Where the last tokens generated so far occur in an earlier chain's answer to this
    prompt (or in the prompt), the tokens that followed there are guessed and checked in
@@ -36,15 +41,14 @@ implementation other than sdpa or eager) the caller uses ``generate`` instead.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from lm_eval_cola.batch_generate import (
+    DECODE_STATS,
     DEFAULT_KV_BYTES,
     Admission,
     RowState,
@@ -130,7 +134,8 @@ class SampleGenerator:
         return torch.tensor([row.sequence], device=context.device)
 
     def store(self, prompt: list[int]) -> PrefixStore:
-        return self._stores.setdefault(tuple(prompt), PrefixStore(self.cache_bytes))
+        return self._stores.setdefault(tuple(prompt),
+                                       PrefixStore(self.cache_bytes, chained=True))
 
     def earlier(self, prompt: list[int]) -> list[tuple[Chain, list[int]]]:
         return self._drafts.setdefault(tuple(prompt), [])
@@ -269,29 +274,6 @@ class GenRow(RowState):
         self._slots.clear()
 
 
-@dataclass
-class DecodeStats:
-    """What the batched decoders did (for the benchmark): steps, rows per step, tokens."""
-
-    steps: int = 0
-    rows: int = 0
-    row_steps: int = 0  # rows in each step, summed: the mean batch is row_steps / steps
-    max_rows: int = 0
-    fed_tokens: int = 0
-    tokens: int = 0
-    tokens_from_drafts: int = 0
-
-    def reset(self) -> None:
-        for item in dataclasses.fields(self):
-            setattr(self, item.name, 0)
-
-    def copy(self) -> DecodeStats:
-        return dataclasses.replace(self)
-
-
-DECODE_STATS = DecodeStats()
-
-
 class BatchGenerator:
     """Rows decoding side by side: ``add`` rows at any time, ``step`` runs one batched
     forward and returns the rows that finished (continuous batching). Rows wait while
@@ -340,6 +322,9 @@ class BatchGenerator:
                 row.finish()
                 stats.rows += 1
                 stats.tokens += len(row.generated)
+                # generate alone: the prompt, then one token a step (the last one never fed)
+                stats.alone_token_layers += len(row.chain) * (
+                    len(row.prompt) + max(len(row.generated) - 1, 0))
                 self.admission.release(self._sizes.pop(id(row)))
                 finished.append(row)
             else:

@@ -225,6 +225,8 @@ class ColaHFLM(HFLM):
                 info["cola_records_files"] = [str(self.records_file(rank))
                                               for rank in range(self.world_size)]
             info["cola_summary"] = search.summary.as_dict()
+            if self.cola.share_prompts:  # tokens may then differ at float rounding
+                info["cola_share_prompts"] = True
         return info
 
 

@@ -105,7 +105,9 @@ class ChainRunner:
         self.kv_bytes = (kv_bytes if kv_bytes is not None else
                          getattr(getattr(lm, "cola", None), "generation_kv_bytes",
                                  DEFAULT_KV_BYTES))
-        self.prompt_cache = PromptCache(cache_bytes)  # whole prompts, kept across samples
+        # whole prompts, kept across samples: only where the user asked (share_prompts)
+        share = getattr(getattr(lm, "cola", None), "share_prompts", False)
+        self.prompt_cache = PromptCache(cache_bytes) if share else None
         self._hook: Hook | None = None
 
     def batches(self, kind: str) -> bool:
@@ -153,7 +155,12 @@ class ChainRunner:
             return context
 
         self.without_model(requests, capture)
-        return calls if usable and calls else None
+        if not calls:
+            # The model's decoding step never reached this runner's hook: the model routes
+            # it to another runner (``lm.runner`` is not this one).
+            raise RuntimeError("lm-eval's generate_until made no decoding call through this "
+                               "runner; the model's decoding step uses another runner")
+        return calls if usable else None
 
     def without_model(self, requests: list, hook: Hook) -> Responses:
         """lm-eval's generate_until over ``requests`` with each decoding call answered by

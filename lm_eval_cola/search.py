@@ -329,7 +329,8 @@ class OracleSearch:
         loglikelihood and generation samples are searched ``search_batch`` side by side, so
         their chain evaluations run as one batch; the others one at a time."""
         width = self.search_batch if self.runner.batches(kind) else 1
-        cache_bytes = self.runner.cache_bytes // width  # a bound for all samples in flight
+        # a bound for all samples in flight: an equal share each
+        cache_bytes = self.runner.cache_bytes // max(1, min(width, len(samples)))
         out: list[Record] = []
 
         def start(sample: Sample):

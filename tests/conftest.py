@@ -10,7 +10,15 @@ A test file's tier is its default below; a test marked with a tier keeps its own
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n N` (pytest-xdist): N worker processes share the cores; one intra-op thread
+    # each (and in the lm_eval processes tests start) keeps them from oversubscribing.
+    # Set before any test imports torch.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import pytest
 

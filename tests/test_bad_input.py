@@ -75,12 +75,14 @@ def model(tiny_dir: str, records: Path, cls: str = "ColaHFLM", **args):
         ({"searcher": "mcts", "record_chains": "some"},
          ["record_chains 'some'", "allowed: best, all"]),
         ({"record_chains": "all"}, ["record_chains=all needs a searcher"]),
+        ({"searcher": "mcts", "share_prompts": "sometimes"},
+         ["share_prompts 'sometimes'", "allowed: True or False"]),
     ],
     ids=["malformed-chain", "layer-out-of-range", "empty-chain", "chain-over-cap",
          "unknown-searcher", "zero-budget", "negative-budget", "setting-of-other-searcher",
          "setting-without-searcher", "chain-with-searcher", "zero-search-batch",
          "zero-max-chain-length", "empty-chain-arg", "unknown-control", "control-without-searcher",
-         "unknown-record-chains", "record-chains-without-searcher"],
+         "unknown-record-chains", "record-chains-without-searcher", "share-prompts-not-bool"],
 )
 def test_bad_model_args(tiny_llama_dir, records, args, needles):
     before = records.read_bytes()

@@ -139,7 +139,7 @@ def test_runner_decoder_gives_lm_evals_own_texts(tiny_llama_dir):
     from lm_eval.api.instance import Instance
 
     from lm_eval_cola.models import ColaHFLM
-    from lm_eval_cola.runner import SampleDecoder, evaluate_many
+    from lm_eval_cola.runner import ChainRunner, SampleDecoder, evaluate_many
 
     lm = ColaHFLM(pretrained=tiny_llama_dir, device="cpu")
     greedy = {"until": ["Question:", "."], "max_gen_toks": 10, "do_sample": False,
@@ -159,6 +159,17 @@ def test_runner_decoder_gives_lm_evals_own_texts(tiny_llama_dir):
     sampled = [request("The answer is", {**greedy, "do_sample": True, "temperature": 1.0}, 2)]
     assert not isinstance(lm.runner.evaluator("generate_until", sampled, 1 << 26),
                           SampleDecoder)
+    # A runner the model does not decode through (not ``lm.runner``) never sees lm-eval's
+    # decoding calls: it says so instead of silently taking lm-eval's slow path.
+    other = ChainRunner(lm, True, 1 << 26)
+    with pytest.raises(RuntimeError, match="another runner"):
+        other.evaluator("generate_until", samples[0], 1 << 26)
+    # Prompts are shared across samples only where asked (share_prompts=True).
+    assert lm.runner.prompt_cache is None
+    shared = ColaHFLM(pretrained=tiny_llama_dir, device="cpu", share_prompts=True)
+    assert shared.runner.prompt_cache is not None
+    decoders = [shared.runner.evaluator("generate_until", s, 1 << 26) for s in samples]
+    assert evaluate_many(shared.model, [(d, c) for d in decoders for c in CHAINS[:4]]) == want
 
 
 def test_streamed_decoding_answers_each_search_as_alone(tiny_llama_dir):

@@ -110,6 +110,23 @@ def test_prefix_store_evicts_by_bytes():
     assert store.longest((0,))[0] == 0 and store.longest((4,))[0] == 1
 
 
+def test_chained_prefix_store_keeps_a_chains_start():
+    """Generation replays every position's entry (``run``): past the bound a chained store
+    drops the ends of stored chains, never a start that longer prefixes need; plain LRU
+    would drop the oldest entry, the first position, and with it the whole chain."""
+    chained, plain = PrefixStore(max_bytes=4 * 4 * 10, chained=True), PrefixStore(4 * 4 * 10)
+    for store in (chained, plain):
+        for k in range(1, 4):
+            store.put((0, 1, 2)[:k], torch.zeros(10))
+        store.put((0, 1, 5), torch.zeros(10))  # a second chain, diverging at position 2
+        store.put((0, 1, 5, 6), torch.zeros(10))  # over the bound: one entry goes
+        assert store.bytes <= store.max_bytes
+    assert len(chained.run((0, 1, 5, 6))) == 4 and len(chained.run((0, 1, 2))) == 2
+    assert plain.run((0, 1, 5, 6)) == []  # LRU dropped (0,): nothing replays
+    chained.put((7, 8), torch.zeros(10))  # its one-shorter prefix is not stored: refused
+    assert chained.run((7, 8)) == [] and chained.bytes <= chained.max_bytes
+
+
 def test_pack_shares_the_context_once():
     pairs = sample_pairs(1)
     sample = pack(pairs, max_length=256)
