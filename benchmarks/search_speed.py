@@ -35,12 +35,15 @@ def build(task_name: str, limit: int, model_args: dict, max_gen_toks: int | None
     import lm_eval.tasks  # noqa: F401  (the start-up hook patches local data in)
     from lm_eval.tasks import TaskManager, get_task_dict
 
+    from lm_eval_cola.calibrate import FEWSHOT_SEED
     from lm_eval_cola.models import ColaHFLM
 
     lm = ColaHFLM(searcher="mcts", **model_args)
     task = get_task_dict([task_name], TaskManager())[task_name]
     if max_gen_toks is not None and task.OUTPUT_TYPE == "generate_until":
         task.config.generation_kwargs["max_gen_toks"] = max_gen_toks
+    # as simple_evaluate does: an unseeded few-shot sampler picks other examples each run
+    task.set_fewshot_seed(seed=FEWSHOT_SEED)
     task.build_all_requests(limit=limit, rank=0, world_size=1)
     lm.attach_tasks({task_name: task})
     by_doc = defaultdict(list)

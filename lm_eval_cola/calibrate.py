@@ -87,6 +87,10 @@ def check_split(task: Any, split: str) -> None:
                         f"{', '.join(others) or 'none'}")
 
 
+# lm-eval's default fewshot_random_seed (simple_evaluate, --fewshot_random_seed)
+FEWSHOT_SEED = 1234
+
+
 def calibration_task(name: str, split: str, num_fewshot: int | None = None,
                      include_path: str | None = None) -> Any:
     """The task with ``split`` as the docs it evaluates (so lm-eval's own request
@@ -129,6 +133,9 @@ class TaskEvaluator:
         chat = {"apply_chat_template": True, "chat_template": lm.apply_chat_template,
                 "tokenizer_name": getattr(lm, "tokenizer_name", "")} \
             if apply_chat_template else {}
+        # lm-eval's simple_evaluate seeds the few-shot sampler; unseeded, a few-shot task's
+        # examples (so its prompts) would differ from lm_eval's and from run to run.
+        task.set_fewshot_seed(seed=FEWSHOT_SEED)
         if doc_ids is not None:  # these docs of the split, within the first ``limit``
             chosen = sorted(d for d in set(doc_ids) if limit is None or d < limit)
             if not chosen:  # lm-eval reads an empty selection as "every doc"

@@ -161,3 +161,24 @@ def test_calibrate_command_writes_a_chain_file_cola_hf_runs(tiny_llama_dir, tmp_
     ChainFile.make((0, 1), 2).write(tmp_path / "two.json")
     with pytest.raises(UserError, match="made for a model of 2 layers; this model has 4"):
         ColaHFLM(pretrained=tiny_llama_dir, device="cpu", chain=str(tmp_path / "two.json"))
+
+
+@needs_data
+def test_task_evaluator_builds_lm_evals_seeded_few_shot_prompts(tiny_llama_dir):
+    """A few-shot task's prompts are the ones lm_eval builds (its few-shot sampler seeded
+    as simple_evaluate seeds it), the same on every build: unseeded, each task object would
+    draw other examples."""
+    from lm_eval_cola.calibrate import FEWSHOT_SEED, TaskEvaluator, calibration_task
+    from lm_eval_cola.models import ColaHFLM
+
+    lm = ColaHFLM(pretrained=tiny_llama_dir, device="cpu", max_length=4096)  # 5-shot prompts
+    built = []
+    for _ in range(2):
+        task = calibration_task("gsm8k", "train")
+        TaskEvaluator(lm, task, limit=3)
+        built.append(sorted((i.doc_id, i.args[0]) for i in task.instances))
+    reference = calibration_task("gsm8k", "train")
+    reference.set_fewshot_seed(seed=FEWSHOT_SEED)
+    reference.build_all_requests(limit=3, rank=0, world_size=1)
+    assert built[0] == built[1] == sorted((i.doc_id, i.args[0]) for i in reference.instances)
+    assert built[0][0][1].count("Question:") > 1  # few-shot examples are in the prompt
