@@ -171,7 +171,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=40)
     parser.add_argument("--search_batch", type=int, default=None,
                         help="samples searched side by side on the fast path (default: the "
-                             "model's, see README)")
+                             "model's, see docs/performance.md)")
     parser.add_argument("--model_args", default="", help="e.g. pretrained=...,dtype=bfloat16")
     parser.add_argument("--max_gen_toks", type=int, default=None,
                         help="cap the generation task's max_gen_toks (default: the task's)")
