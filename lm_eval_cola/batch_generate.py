@@ -316,7 +316,9 @@ def _run_layers(model: torch.nn.Module, rows: list[RowState], device: torch.devi
                 if seg.position + 1 == len(seg.row.chain):
                     seg.row.final = part.clone()
             if not last:
-                merged = merged.index_copy(1, idx[:real].to(out.device), out[:, :real])
+                # With a device map the layer's output may sit on another device.
+                merged = merged.to(out.device).index_copy(1, idx[:real].to(out.device),
+                                                          out[:, :real])
         if last:
             raise _LayersDone
         return (merged, *output[1:]) if isinstance(output, tuple) else merged

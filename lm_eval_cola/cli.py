@@ -26,7 +26,12 @@ def _model_layer_count(model_args: dict) -> tuple[str, int]:
         model_args = dict(default_model().load_args())
     extra = {k: model_args[k] for k in ("gguf_file", "revision", "trust_remote_code")
              if k in model_args}
-    config = AutoConfig.from_pretrained(model_args["pretrained"], **extra)
+    try:
+        config = AutoConfig.from_pretrained(model_args["pretrained"], **extra)
+    except (OSError, ValueError) as err:  # no such folder, no model there, not in the cache
+        from lm_eval_cola.export import unreadable_model
+
+        raise unreadable_model(model_args["pretrained"], err) from None
     config = getattr(config, "text_config", None) or config
     from lm_eval_cola.architectures import of_config
 
@@ -151,6 +156,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if args.verbose:  # -v: the traceback, for a bug report
+            raise
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for a file system error a subcommand did not foresee (a file where a folder
+    is needed, a folder that cannot be made, ...): a bad path is the user's to fix, not a
+    traceback."""
+    if not err.filename:
+        return (str(err).strip().splitlines() or [type(err).__name__])[0]
+    name = repr(str(err.filename))
+    if isinstance(err, FileExistsError | NotADirectoryError):
+        return (f"{name} is a file where a folder is needed ({err.strerror}); allowed: a "
+                "folder, or a path whose parents are folders")
+    if isinstance(err, IsADirectoryError):
+        return f"{name} is a folder where a file is needed; allowed: a file path"
+    if isinstance(err, FileNotFoundError):
+        return f"{name} does not exist ({err.strerror})"
+    return f"cannot use {name}: {err.strerror or err}"
 
 
 if __name__ == "__main__":

@@ -23,15 +23,17 @@ which have no randomness) runs N times, with seeds seed, seed+1, ..., each in it
 over the seeds.
 
 A variant whose complete results already sit in its folder (same lm-eval model, model_args,
-limit and all the tasks; a seed's run is looked for anywhere under ``<output>/<variant>/``,
-so a seed run before, with or without ``--seeds``, counts) is skipped, so a re-run after a
-crash does only what is missing; a variant that died half-way resumes from its records. It
-ends by printing the leaderboard.
+limit and all the tasks, and the same evaluation: chat template, system instruction,
+few-shot, gen_kwargs, dtype, see ``identity.py``; a seed's run is looked for anywhere under
+``<output>/<variant>/``, so a seed run before, with or without ``--seeds``, counts) is
+skipped, so a re-run after a crash does only what is missing; a variant that died half-way
+resumes from its records. It ends by printing the leaderboard.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 import time
@@ -40,7 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from lm_eval_cola.compat.lm_eval_private import parse_model_args
+from lm_eval_cola.conditions import RunConditions
 from lm_eval_cola.errors import UserError
+from lm_eval_cola.identity import APPLIED, EvalIdentity
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SEARCHERS = "none,random,greedy,mcts"
 # ``python -m lm_eval`` with our models registered first: works whether or not the
@@ -159,31 +165,37 @@ def make_variants(names: list[str], output: Path, extra: str, seed: int,
     return variants
 
 
-def _same_evaluation(data: dict[str, Any], tasks: list[str], eval_kwargs: dict[str, Any]) -> bool:
-    """The run used these gen_kwargs (as lm-eval stores them), a chat template or not as
-    asked, and, if given, num_fewshot."""
-    wanted = eval_kwargs.get("gen_kwargs")
-    if isinstance(wanted, str):
-        from lm_eval.utils import simple_parse_args_string
+def wanted_evaluation(eval_kwargs: dict[str, Any]) -> EvalIdentity:
+    """The prompt and decoding settings a run with ``eval_kwargs`` gets: the template
+    applied is the model's own (known once it loads), and with one simple_evaluate takes
+    the few-shot examples as turns unless told otherwise."""
+    applied = bool(eval_kwargs.get("apply_chat_template"))
+    return EvalIdentity.make(
+        chat_template=APPLIED if applied else None,
+        system_instruction=eval_kwargs.get("system_instruction"),
+        fewshot_as_multiturn=bool(eval_kwargs.get("fewshot_as_multiturn", True)),
+        num_fewshot=eval_kwargs.get("num_fewshot"), gen_kwargs=eval_kwargs.get("gen_kwargs"))
 
-        wanted = simple_parse_args_string(wanted)
-    if (data["config"].get("gen_kwargs") or None) != (wanted or None):
-        return False
-    if bool(data.get("chat_template")) != bool(eval_kwargs.get("apply_chat_template")):
-        return False  # lm-eval records the template it applied, None when none
-    shots = eval_kwargs.get("num_fewshot")
-    return shots is None or all((data.get("n-shot") or {}).get(t) == shots for t in tasks)
+
+def wanted_conditions(model_args: str, eval_kwargs: dict[str, Any]) -> RunConditions:
+    """What "the same evaluation" (identity.RunConditions) asks of a run made with these
+    model_args and options; what only the run resolves (dtype auto, max_len) is left open."""
+    from lm_eval_cola.reports import parse_model_args as stored_args
+
+    return RunConditions.make(stored_args(model_args), wanted_evaluation(eval_kwargs))
 
 
 def complete_results(variant: Variant, tasks: list[str], limit: Any,
                      eval_kwargs: dict[str, Any] | None = None) -> Path | None:
     """A results file in the variant's folder from exactly this run with every task: the
-    same lm-eval model, model_args, limit, gen_kwargs and (when given) num_fewshot."""
+    same lm-eval model, model_args and limit, and the same evaluation (identity.py: chat
+    template, system instruction, few-shot, gen_kwargs, dtype, ...)."""
     if not variant.search_folder.is_dir():
         return None
     from lm_eval_cola.reports import RunDirError, read_run_file
     from lm_eval_cola.reports import parse_model_args as stored_args
 
+    wanted = wanted_conditions(variant.model_args, eval_kwargs or {})
     for path in sorted(variant.search_folder.rglob("results*.json"), reverse=True):
         try:
             run = read_run_file(path)
@@ -193,9 +205,12 @@ def complete_results(variant: Variant, tasks: list[str], limit: Any,
         same = (config.get("model") == variant.model
                 and run.model_args == stored_args(variant.model_args)
                 and config.get("limit") == limit)
-        if (same and all(t in run.data["results"] for t in tasks)
-                and _same_evaluation(run.data, tasks, eval_kwargs or {})):
+        if not same or not all(t in run.data["results"] for t in tasks):
+            continue
+        difference = RunConditions.from_results(run.data, run.model_args).difference(wanted)
+        if difference is None:
             return path
+        logger.info("%s is not this run of %s: %s", path, variant.name, difference)
     return None
 
 
@@ -323,6 +338,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, each: str) -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--apply_chat_template", action="store_true",
                         help="as lm-eval's --apply_chat_template (instruct models)")
+    parser.add_argument("--system_instruction", default=None,
+                        help="as lm-eval's --system_instruction")
+    parser.add_argument("--fewshot_as_multiturn", default=None, choices=("true", "false"),
+                        help="as lm-eval's: with --apply_chat_template, few-shot examples as "
+                             "turns (default true)")
     parser.add_argument("--include_path", default=None, help="folder of custom task YAMLs")
     parser.add_argument("--processes", type=int, default=1,
                         help=f"data parallel processes per {each} (CPU: gloo; GPUs: one each)")
@@ -338,10 +358,13 @@ def run_options(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if args.budget is not None and args.budget < 1:
         raise UserError(f"--budget must be >= 1, got {args.budget}")
     eval_kwargs: dict[str, Any] = {key: getattr(args, key) for key in
-                                   ("num_fewshot", "gen_kwargs", "batch_size", "device")
+                                   ("num_fewshot", "gen_kwargs", "batch_size", "device",
+                                    "system_instruction")
                                    if getattr(args, key, None) is not None}
     if getattr(args, "apply_chat_template", False):
         eval_kwargs["apply_chat_template"] = True
+    if getattr(args, "fewshot_as_multiturn", None) is not None:
+        eval_kwargs["fewshot_as_multiturn"] = args.fewshot_as_multiturn == "true"
     return limit, eval_kwargs
 
 

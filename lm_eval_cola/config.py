@@ -24,6 +24,8 @@ from lm_eval_cola.fast import DEFAULT_CACHE_BYTES
 from lm_eval_cola.searchers import SEARCHERS, Searcher, get_searcher, searcher_names
 
 DEFAULT_SEARCH_BATCH = 16
+# The search seed when neither seed= nor lm-eval's --seed names one (see ``search_seed``).
+DEFAULT_SEED = 1234
 CONTROLS = ("decoy",)  # control=: a chance control searched beside each sample
 RECORD_CHAINS = ("best", "all")  # record_chains=: which evaluated chains a record lists
 
@@ -36,7 +38,7 @@ class ColaConfig:
     max_chain_length: int | None = None  # None: 2 x the layer count
     searcher: str | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)  # the searcher's, as given
-    seed: int = 1234
+    seed: int | None = None  # None: lm-eval's seed for the run, else DEFAULT_SEED
     oracle_metric: str | None = None
     oracle_filter: str | None = None
     records: Path | None = None
@@ -55,7 +57,8 @@ class ColaConfig:
     router: str | None = None  # cola_router: the router file (router.RouterFile)
 
     def __post_init__(self) -> None:
-        _check_int("seed", self.seed, None, "an integer")
+        if self.seed is not None:
+            _check_int("seed", self.seed, None, "an integer")
         _check_int("keep_correct", self.keep_correct, 0, "an integer >= 0")
         if self.max_chain_length is not None:
             _check_int("max_chain_length", self.max_chain_length, 1,
@@ -132,6 +135,12 @@ class ColaConfig:
         name = str(args["searcher"] or "none") if "searcher" in args else default_searcher
         if name is not None and name not in SEARCHERS:
             raise UserError(f"unknown searcher {name!r}; allowed: {', '.join(searcher_names())}")
+        if default_searcher is not None and name != default_searcher:
+            # cola_mcts with searcher=greedy would run greedy under the name cola_mcts
+            raise UserError(f"searcher={name} conflicts with the model cola_{default_searcher},"
+                            f" which always searches with {default_searcher}; allowed: "
+                            f"searcher={default_searcher} (or no searcher=), or --model "
+                            f"cola_hf with searcher={name}")
         all_settings = _setting_names() - model_params
         settings: dict[str, Any] = {}
         if name is None:
@@ -159,6 +168,18 @@ class ColaConfig:
             if isinstance(values.get(key), float) and values[key].is_integer():
                 values[key] = int(values[key])
         return cls(searcher=name, settings=settings, **values), rest
+
+def search_seed(given: int | None, run_seed: int | None) -> tuple[int, str]:
+    """(the search seed, where it came from): ``seed=`` in model_args wins; else lm-eval's
+    seed for the run (``run_seed``: ``--seed``'s first value, None where lm-eval was left at
+    its default), so ``--seed`` reseeds the search as it reseeds everything else; else
+    ``DEFAULT_SEED``, which keeps the records of runs made without ``--seed``."""
+    if given is not None:
+        return given, "seed="
+    if run_seed is not None:
+        return run_seed, "--seed"
+    return DEFAULT_SEED, "default"
+
 
 def cola_arg_names(searcher: str | None) -> list[str]:
     """Our model_args' names (and the searcher's settings): for "did you mean" hints."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,14 +173,32 @@ def model_card(source: str, chain: Chain, num_layers: int, report_bytes: int,
     return "\n".join(lines)
 
 
+def check_out(out: Path) -> None:
+    """A UserError unless ``out`` is a new or empty folder that can be made and written:
+    checked before anything is loaded or written, so a bad --out costs nothing and
+    overwrites nothing."""
+    allowed = "allowed: a new or empty folder"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} is an existing file; {allowed}")
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"--out {str(out)!r} exists and is not empty; {allowed}")
+    parent = out.absolute()
+    while not parent.exists():  # the nearest existing folder is where it will be made
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"--out {str(out)!r} cannot be made: {str(parent)!r} is a file; "
+                        f"{allowed}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"--out {str(out)!r} cannot be made: {str(parent)!r} is not "
+                        f"writable; {allowed}")
+
+
 def export_chain(model: Any, tokenizer: Any, chain: Chain, out: str | Path, source: str,
                  found: ChainFile | None = None) -> ExportReport:
     """Write ``model`` with its layers arranged as ``chain`` to ``out`` (see the module
     docstring)."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"--out {str(out)!r} exists and is not empty; allowed: a new or "
-                        "empty folder")
+    check_out(out)
     from lm_eval_cola.engine import find_layers
 
     num_layers = find_layers(model).num_layers
@@ -230,9 +249,19 @@ def load_source(model_args: dict[str, Any]) -> tuple[Any, Any, str]:
                             "folder or a Hub id in the local cache")
     extra = {k: args[k] for k in ("gguf_file", "revision", "trust_remote_code") if k in args}
     dtype = args.get("dtype", "auto")
-    model = AutoModelForCausalLM.from_pretrained(args["pretrained"], dtype=dtype, **extra)
-    tokenizer = AutoTokenizer.from_pretrained(args["pretrained"], **extra)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(args["pretrained"], dtype=dtype, **extra)
+        tokenizer = AutoTokenizer.from_pretrained(args["pretrained"], **extra)
+    except (OSError, ValueError) as err:  # not a model folder, not in the local cache
+        raise unreadable_model(args["pretrained"], err) from None
     return model.eval(), tokenizer, label
+
+
+def unreadable_model(pretrained: Any, err: Exception) -> UserError:
+    """One line for a model transformers could not load (``err``'s own first line)."""
+    why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return UserError(f"cannot load pretrained={str(pretrained)!r}: {why}; allowed: a local "
+                     "model folder or a Hub id in the local cache")
 
 
 def resolve_chain(spec: str, num_layers: int) -> tuple[Chain, ChainFile | None]:
@@ -257,9 +286,7 @@ def run(args: argparse.Namespace) -> int:
     from lm_eval_cola.compat.lm_eval_private import parse_model_args
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"--out {str(out)!r} exists and is not empty; allowed: a new or "
-                        "empty folder")
+    check_out(out)
     model, tokenizer, label = load_source(parse_model_args(args.model_args))
     from lm_eval_cola.engine import find_layers
 

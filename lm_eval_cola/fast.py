@@ -7,10 +7,12 @@ Four savings over lm-eval's own path (a full forward per request, full logits):
    that attends to the prefix and to itself only (a 4D mask; position ids restart after
    the prefix), so the context runs once instead of once per choice.
 2. Prefix reuse: the hidden states after every chain prefix are kept (keyed by the layer
-   sequence, evicted least-recently-used past a byte cap). A new chain runs only the
+   sequence; past a byte cap the least recently used stored chain loses its end first,
+   ``PrefixStore(chained=True)``). A new chain runs only the
    layers after its longest stored prefix; searches try chains one action apart, so
    much of a chain is usually stored already.
-3. LM-head logits only at the positions that score a continuation token.
+3. LM-head logits only at the positions that score a continuation token, in chunks of at
+   most HEAD_LOGITS rows x vocabulary (a 128k vocabulary would otherwise make gigabytes).
 4. Samples batched: `score_many` evaluates several samples' chains in one forward.
    A layer that several of them run next runs once over all their rows, so its weights
    are read once (on a CPU, reading the weights is most of a small forward's time) and
@@ -23,14 +25,14 @@ Results equal lm-eval's path up to float rounding (tests/test_fast.py checks thi
 tiny models; benchmarks/search_speed.py checks same chains and decisions on the real
 model). When a layer has a sliding window shorter than the packed sequence the custom
 mask would be wrong, so such samples use lm-eval's path (the window's config attribute
-comes from ``architectures.yaml``).
+comes from ``architectures.yaml``). An attention implementation that takes no 4D mask
+(FlashAttention-2) sends every sample to lm-eval's path (``mask_attention``).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,13 +41,15 @@ import torch
 
 from lm_eval_cola.chain import Chain
 from lm_eval_cola.engine import architecture_of, chain_applied, chain_positions
+from lm_eval_cola.prefix_store import DEFAULT_CACHE_BYTES, PrefixStore
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CACHE_BYTES = 1 << 30
-
-
 PAD_MULTIPLE = 16  # samples are padded to a multiple of this (see point 4 above)
+# Logits (rows x vocabulary) of one LM-head call: 2^26 fp32 logits are 256 MiB, and their
+# log-softmax as much again. Unchunked, a large search_batch on a 128k vocabulary made tens
+# of GB.
+HEAD_LOGITS = 1 << 26
 
 
 @dataclass
@@ -136,74 +140,25 @@ def packed_mask(sample: PackedSample, dtype: torch.dtype) -> torch.Tensor:
     return mask[None, None]
 
 
-class PrefixStore:
-    """Values after chain prefixes, least-recently-used out past `max_bytes`.
+# Attention implementations that apply the packed 4D additive mask. FlashAttention-2 takes
+# no such mask (its kernels know causal and padding masks only), so a request would attend to
+# its sibling choices; flex attention and the rest are not checked against lm-eval's path.
+MASK_ATTENTION = ("sdpa", "eager")
+_REFUSED_ATTENTION: set[str | None] = set()  # implementations logged already, once each
 
-    ``chained``: a prefix is only usable with every shorter prefix's entry (generation
-    replays each position's KV-cache slot, ``run``). Eviction then takes the least
-    recently used entry that no stored longer prefix extends, so a stored chain always
-    keeps its start and loses its end first; LRU over all entries would drop the first
-    positions (the oldest) and with them every longer prefix."""
 
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES, chained: bool = False):
-        self.max_bytes = max_bytes
-        self.chained = chained
-        self.bytes = 0
-        self._items: OrderedDict[Chain, Any] = OrderedDict()
-        self._extended: dict[Chain, int] = {}  # chained: stored one-longer prefixes
-
-    @staticmethod
-    def _size(value: Any) -> int:
-        tensors = value if isinstance(value, tuple | list) else (value,)
-        return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
-
-    def longest(self, chain: Chain) -> tuple[int, Any]:
-        for k in range(len(chain), 0, -1):
-            value = self._items.get(chain[:k])
-            if value is not None:
-                self._items.move_to_end(chain[:k])
-                return k, value
-        return 0, None
-
-    def run(self, chain: Chain) -> list[Any]:
-        """The stored values of ``chain[:1]``, ``chain[:2]``, ... up to the first prefix
-        not stored (what replaying needs: every position's own entry)."""
-        values = []
-        for k in range(1, len(chain) + 1):
-            value = self._items.get(chain[:k])
-            if value is None:
-                break
-            values.append(value)
-        for k in range(len(values), 0, -1):  # shorter prefixes the more recent
-            self._items.move_to_end(chain[:k])
-        return values
-
-    def put(self, prefix: Chain, value: Any) -> None:
-        if prefix in self._items:
-            return
-        size = self._size(value)
-        if size > self.max_bytes:
-            return
-        if self.chained and len(prefix) > 1 and prefix[:-1] not in self._items:
-            return  # unusable: its shorter prefix is gone
-        self._items[prefix] = value
-        self.bytes += size
-        if self.chained and len(prefix) > 1:
-            self._extended[prefix[:-1]] = self._extended.get(prefix[:-1], 0) + 1
-        while self.bytes > self.max_bytes:
-            self._evict()
-
-    def _evict(self) -> None:
-        victim = next(iter(self._items))
-        if self.chained:
-            victim = next(k for k in self._items if not self._extended.get(k))
-        old = self._items.pop(victim)
-        self.bytes -= self._size(old)
-        if self.chained and len(victim) > 1:
-            parent = victim[:-1]
-            self._extended[parent] -= 1
-            if not self._extended[parent]:
-                del self._extended[parent]
+def mask_attention(model: torch.nn.Module) -> bool:
+    """Whether the model's attention implementation takes the packed sample's 4D mask (else
+    its samples use lm-eval's path; logged once per implementation)."""
+    implementation = getattr(model.config, "_attn_implementation", None)
+    if implementation in MASK_ATTENTION:
+        return True
+    if implementation not in _REFUSED_ATTENTION:
+        _REFUSED_ATTENTION.add(implementation)
+        logger.warning("attn_implementation=%s takes no 4D attention mask: log-likelihood "
+                       "requests use lm-eval's path, not the fast scorer (it needs one of %s)",
+                       implementation, ", ".join(MASK_ATTENTION))
+    return False
 
 
 def sliding_window(model: torch.nn.Module) -> int | None:
@@ -223,7 +178,9 @@ class SampleScorer:
         self.model = model
         self.sample = sample
         self.device = device
-        self.store = PrefixStore(cache_bytes)
+        # Chained: plain LRU would evict a chain's first positions (its oldest entries)
+        # first, and with them the prefix every chain one action apart shares.
+        self.store = PrefixStore(cache_bytes, chained=True)
         self.layers_run = 0
         dtype = next(model.parameters()).dtype
         self.input_ids = sample.input_ids.to(device)
@@ -233,20 +190,24 @@ class SampleScorer:
 
     @classmethod
     def usable(cls, model: torch.nn.Module, sample: PackedSample) -> bool:
+        if not mask_attention(model):
+            return False
         window = sliding_window(model)
         return window is None or sample.padded_length <= window
 
     def __call__(self, chain: Chain) -> list[tuple[float, bool]]:
         return score_many(self.model, [(self, chain)])[0]
 
-    def results(self, logprobs: torch.Tensor, greedy: torch.Tensor) -> list[tuple[float, bool]]:
-        """(loglikelihood, is_greedy) per request from this sample's scored rows."""
-        out = []
+    def results(self, picked: torch.Tensor, greedy: torch.Tensor) -> list[tuple[float, bool]]:
+        """(loglikelihood, is_greedy) per request: ``picked`` holds the log-probabilities of
+        every request's targets in request order, ``greedy`` the argmax of each scored row
+        (both on the CPU: one copy for the whole batch, not one sync per request)."""
+        out, at = [], 0
         for rows, targets in self.sample.picks:
-            targets = targets.to(logprobs.device)
-            rows = rows.to(logprobs.device)
-            ll = logprobs[rows, targets].sum().item()
-            out.append((float(ll), bool((greedy[rows] == targets).all())))
+            count = targets.shape[0]
+            ll = float(picked[at:at + count].sum())
+            out.append((ll, bool((greedy[rows] == targets).all())))
+            at += count
         return out
 
 
@@ -375,7 +336,9 @@ def _batch_rows(value: Any, rows: torch.Tensor, batch: int) -> Any:
     whose first dimension is the batch, in dicts, tuples and lists alike."""
     if isinstance(value, torch.Tensor):
         if value.dim() >= 2 and value.shape[0] == batch:
-            return value.index_select(0, rows)
+            # With a device map the mask and rotary tables stay where the model made them
+            # (its first device) while ``rows`` follows the hidden state.
+            return value.index_select(0, rows.to(value.device))
         return value
     if isinstance(value, dict):
         return {k: _batch_rows(v, rows, batch) for k, v in value.items()}
@@ -384,30 +347,65 @@ def _batch_rows(value: Any, rows: torch.Tensor, batch: int) -> Any:
     return value
 
 
-def _run_head(model: torch.nn.Module, jobs: list[_Job]) -> list[list[tuple[float, bool]]]:
-    """Final norm and LM head over every job's scored positions at once, by the model's
-    own forward (so final-logit softcapping and the like apply) on a one-position chain
-    whose output is those rows."""
+def head_chunk_rows(vocab_size: int, max_logits: int = HEAD_LOGITS) -> int:
+    """Rows per LM-head call: at most ``max_logits`` logits, a multiple of PAD_MULTIPLE."""
+    return max(max_logits // max(vocab_size, 1) // PAD_MULTIPLE, 1) * PAD_MULTIPLE
+
+
+def _run_head(model: torch.nn.Module, jobs: list[_Job],
+              max_logits: int | None = None) -> list[list[tuple[float, bool]]]:
+    """Final norm and LM head over every job's scored positions, in chunks of at most
+    ``max_logits`` logits (default HEAD_LOGITS); each chunk keeps only its rows' target
+    log-probabilities and argmax, so the full logits never exist at once."""
     device = jobs[0].final.device
     rows = torch.cat([job.final[0].to(device).index_select(0, job.scorer.scored.to(device))
                       for job in jobs])
+    # Every request's (row, target) pairs, rows numbered across the jobs.
+    index, targets, at = [], [], 0
+    for job in jobs:
+        for picks, wanted in job.scorer.sample.picks:
+            index.append(picks + at)
+            targets.append(wanted)
+        at += job.scorer.scored.shape[0]
+    index_at, targets_at = torch.cat(index).to(device), torch.cat(targets).to(device)
+    picked = torch.zeros(index_at.shape[0], dtype=torch.float32, device=device)
+    greedy = torch.empty(rows.shape[0], dtype=torch.long, device=device)
+    step = head_chunk_rows(int(getattr(model.config, "vocab_size", 0) or 1),
+                           HEAD_LOGITS if max_logits is None else max_logits)
+    for begin in range(0, rows.shape[0], step):
+        logits = _head_logits(model, rows[begin:begin + step])
+        count = logits.shape[0]
+        greedy[begin:begin + count] = logits.argmax(dim=-1)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        # Masked, not boolean-indexed: no device sync inside the loop.
+        inside = (index_at >= begin) & (index_at < begin + count)
+        local = (index_at - begin).clamp(0, count - 1)
+        picked = torch.where(inside, logprobs[local, targets_at], picked)
+    picked, greedy = picked.cpu(), greedy.cpu()
+    results, at, taken = [], 0, 0
+    for job in jobs:
+        k = job.scorer.scored.shape[0]
+        pairs = sum(t.shape[0] for _, t in job.scorer.sample.picks)
+        results.append(job.scorer.results(picked[taken:taken + pairs], greedy[at:at + k]))
+        at, taken = at + k, taken + pairs
+    return results
+
+
+def _head_logits(model: torch.nn.Module, rows: torch.Tensor) -> torch.Tensor:
+    """Logits of hidden states ``rows`` (K, H) by the model's own forward (so the final norm,
+    final-logit softcapping and the like apply) on a one-position chain whose output is
+    those rows."""
+    real, device = rows.shape[0], rows.device
     # MKL multiplies fewer than 12 rows by other kernels than more rows, with other
     # rounding; a multiple of PAD_MULTIPLE rows keeps every row's logits batch-invariant.
-    rows = torch.cat([rows, rows.new_zeros(-rows.shape[0] % PAD_MULTIPLE, rows.shape[1])])
+    rows = torch.cat([rows, rows.new_zeros(-real % PAD_MULTIPLE, rows.shape[1])])
     count = rows.shape[0]
     with chain_applied(model, (0,)):
         chain_positions(model)[0].replay = _layer_output(model, rows[None])
         logits = model(input_ids=torch.zeros(1, count, dtype=torch.long, device=device),
                        position_ids=torch.zeros(1, count, dtype=torch.long, device=device),
                        use_cache=False).logits[0]
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
-    greedy = logits.argmax(dim=-1)
-    results, at = [], 0
-    for job in jobs:
-        k = job.scorer.scored.shape[0]
-        results.append(job.scorer.results(logprobs[at:at + k], greedy[at:at + k]))
-        at += k
-    return results
+    return logits[:real]
 
 
 def _note_layer_output(model: torch.nn.Module, output: Any) -> None:

@@ -308,7 +308,8 @@ class BatchGenerator:
             row.prepare()
         forward_rows(self.model, self.running)
         heads = [row.head_inputs() for row in self.running]
-        picks = head_argmax(self.model, torch.cat(heads))
+        # Chains end in different layers, so with a device map on different devices.
+        picks = head_argmax(self.model, torch.cat([h.to(heads[0].device) for h in heads]))
         stats = DECODE_STATS
         stats.steps += 1
         stats.row_steps += len(self.running)

@@ -7,7 +7,9 @@ fixed chain runs HFLM's own request methods inside ``engine.chain_applied``; wit
 searcher, requests are grouped into samples by (task, doc_id) and handed to
 ``search.OracleSearch``, whose records give each request its answer. Our settings are
 parsed once into a ``config.ColaConfig``; running requests under chains is
-``runner.ChainRunner``'s job.
+``runner.ChainRunner``'s job. What belongs to one lm-eval evaluation call (its search and
+summary, ``--samples`` ids, ``--seed``, the chains for ``--log_samples``) starts fresh with
+each call (``evaluation_call.EvaluationCall``), so a model object can be reused.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,10 +35,13 @@ from lm_eval_cola.compat.lm_eval_private import (
     override_model_generate,
     set_data_parallel,
 )
-from lm_eval_cola.config import ColaConfig, unknown_model_arg
+from lm_eval_cola.config import ColaConfig, search_seed, unknown_model_arg
 from lm_eval_cola.engine import chain_applied, find_layers
 from lm_eval_cola.errors import UserError, install_excepthook
+from lm_eval_cola.evaluation_call import ChosenChain, EvaluationCall
+from lm_eval_cola.identity import EvalIdentity
 from lm_eval_cola.oracle import OracleError, TaskJudges
+from lm_eval_cola.ranks import launch_ranks
 from lm_eval_cola.runner import ChainRunner
 from lm_eval_cola.search import OracleSearch, RunFacts, Sample, jsonable, records_path
 
@@ -67,7 +72,7 @@ class ColaHFLM(HFLM):
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise UserError(f"cannot load pretrained={self.model_label!r} ({first}); allowed: "
                             "a local model folder or a Hub id in the local cache") from None
-        self._adopt_cpu_ranks()
+        self._adopt_launch_ranks()
         self.num_layers = find_layers(self.model).num_layers
         self.chain, self.max_chain_length = self.cola.resolve(self.num_layers)
         self.searcher = (self.cola.make_searcher(self.max_chain_length)
@@ -75,6 +80,9 @@ class ColaHFLM(HFLM):
         self.runner = ChainRunner(self, self.cola.fast, self.cola.prefix_cache_bytes)
         self.judges = TaskJudges(self.cola.oracle_metric, self.cola.oracle_filter,
                                  self.cola.include_path)
+        self.call = EvaluationCall()
+        # lm-eval's prompt and decoding settings (attach_evaluation); default: plain prompts
+        self.evaluation = EvalIdentity()
         self._search: OracleSearch | None = None
 
     def _choose_model(self, pretrained: Any, kwargs: dict) -> tuple[Any, dict]:
@@ -102,27 +110,73 @@ class ColaHFLM(HFLM):
             self.load_args["dtype"] = str(kwargs["dtype"])
         return pretrained, kwargs
 
-    def _adopt_cpu_ranks(self) -> None:
-        """HFLM turns data parallel on only with several GPUs; launched over N CPU processes
-        (accelerate launch / torchrun, gloo) every process would run the whole eval and
-        write the same records. Take the launcher's ranks so each searches its share."""
+    def _adopt_launch_ranks(self) -> None:
+        """HFLM turns data parallel on only with several visible GPUs and numbers ranks by
+        the node-local index: one GPU per process, CPU processes (gloo) and several nodes
+        would search samples twice into colliding records files. Take the launch's global
+        rank and world size (``ranks.launch_ranks``) so each rank searches its share."""
         accelerator = getattr(self, "accelerator", None)
-        launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
-        if accelerator is None and launched > 1 and self.device.type == "cpu":
+        launched = launch_ranks(accelerator)
+        if accelerator is None and launched.world_size > 1 and self.device.type == "cpu":
             raise UserError(
-                f"launched as {launched} processes (WORLD_SIZE={launched}) but accelerate does "
-                "not split them on CPU, so each would search every sample into the same "
-                "records; set ACCELERATE_USE_CPU=true (allowed: that, or one process)")
-        if (accelerator is not None and self.world_size == 1 and accelerator.num_processes > 1
-                and accelerator.device.type == "cpu"):
-            set_data_parallel(self, accelerator.process_index, accelerator.num_processes)
+                f"launched as {launched.world_size} processes (WORLD_SIZE="
+                f"{launched.world_size}) but accelerate does not split them on CPU, so each "
+                "would search every sample into the same records; set ACCELERATE_USE_CPU=true "
+                "(allowed: that, or one process)")
+        if accelerator is None or launched.world_size <= 1:
+            return  # one process, or no accelerate to gather through (tp_plan: all ranks alike)
+        if (self.rank, self.world_size) != (launched.rank, launched.world_size):
+            logger.info("data parallel rank %d of %d (from %s)", launched.rank,
+                        launched.world_size, launched.source)
+            set_data_parallel(self, launched.rank, launched.world_size)
 
     # ------------------------------------------------------------------ lm-eval's face
+
+    def start_evaluation(self, samples: Any = None, run_seed: int | None = None) -> None:
+        """Called by the evaluator hook as each lm-eval evaluation starts: nothing of an
+        earlier call (its search, summary, task objects, chosen chains) carries over."""
+        self.call = EvaluationCall.start(samples, run_seed)
+        self._search = None
+        self.judges = TaskJudges(self.cola.oracle_metric, self.cola.oracle_filter,
+                                 self.cola.include_path)
+
+    def attach_evaluation(self, settings: Mapping[str, Any]) -> None:
+        """Called by the evaluator hook as each evaluation starts, with lm-eval's prompt and
+        decoding settings (chat template, system instruction, few-shot, gen_kwargs,
+        --samples): part of the run's identity, so they name its records file."""
+        applied = settings.get("apply_chat_template")
+        # the template lm-eval applies and stores (its sha) in the results: lm.chat_template
+        template = (self.chat_template(applied) or "") if applied else None
+        evaluation = EvalIdentity.make(
+            chat_template=template, system_instruction=settings.get("system_instruction"),
+            fewshot_as_multiturn=bool(settings.get("fewshot_as_multiturn")),
+            num_fewshot=settings.get("num_fewshot"), gen_kwargs=settings.get("gen_kwargs"),
+            samples=settings.get("samples") or None)
+        if evaluation != self.evaluation:
+            self._search = None  # another records file
+        self.evaluation = evaluation
 
     def attach_tasks(self, task_dict: Any) -> None:
         """Called by the evaluator hook with lm-eval's task objects before requests run;
         a searching model checks its oracle metric and filter against them now."""
         self.judges.attach(task_dict, check=self.searcher is not None)
+
+    def finish_evaluation(self, results: dict | None, log_samples: bool) -> None:
+        """Called by the evaluator hook on every rank as the evaluation ends: each of
+        lm-eval's logged samples gets the chain that answered it."""
+        if not log_samples:
+            return
+        fixed = None if self.searcher is not None else self.fixed_chain()
+        if fixed is None and self.world_size > 1:  # rank 0 logs every rank's samples
+            parts = self.gather_object(self.call.chosen)
+            if parts is not None:
+                self.call.chosen = {k: v for part in parts for k, v in part.items()}
+        if results is not None and isinstance(results.get("samples"), dict):
+            self.call.annotate(results["samples"], fixed)
+
+    def fixed_chain(self) -> ChosenChain | None:
+        """The chain every sample runs under (None where each sample has its own)."""
+        return ChosenChain(format_chain(self.chain), len(self.chain), oracle=False)
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         if self.searcher is None:
@@ -155,7 +209,8 @@ class ColaHFLM(HFLM):
     def _answer_by_search(self, kind: str, requests: list, disable_tqdm: bool) -> list:
         samples: dict[tuple[str, int], Sample] = {}
         for request in requests:
-            key = (request.task_name, request.doc_id)
+            # lm-eval's own document id (with --samples, doc_id is the place among them)
+            key = (request.task_name, self.call.doc_id(request.task_name, request.doc_id))
             sample = samples.setdefault(key, Sample(key[0], key[1], []))
             if all(r is not request for r in sample.requests):
                 sample.requests.append(request)
@@ -163,7 +218,10 @@ class ColaHFLM(HFLM):
                                               progress=not disable_tqdm)
         answers: dict[int, Any] = {}
         for key, sample in samples.items():
-            for request, response in zip(sample.requests, records[key].responses, strict=True):
+            record = records[key]
+            self.call.chosen[key] = ChosenChain(record.best_chain, record.best_length,
+                                                record.oracle)
+            for request, response in zip(sample.requests, record.responses, strict=True):
                 answers[id(request)] = _restore(kind, response)
         results = [answers[id(r)] for r in requests]
         for request, result in zip(requests, results, strict=True):
@@ -178,20 +236,25 @@ class ColaHFLM(HFLM):
         if self._search is None:
             if self.searcher is None:
                 raise UserError("no searcher: add searcher=<mcts|greedy|random|none>")
+            logger.info("search seed %d (from %s)", *self.search_seed())
             self._search = OracleSearch(self.runner, self.judges, self.run_facts(),
                                         self.cola.search_batch, self.records_file(),
                                         self.rank, self.world_size)
         return self._search
 
+    def search_seed(self) -> tuple[int, str]:
+        """(this evaluation's search seed, where it came from: seed=, --seed or default)."""
+        return search_seed(self.cola.seed, self.call.run_seed)
+
     def run_facts(self) -> RunFacts:
         assert self.searcher is not None
         return RunFacts(model=self.model_label, load_args=self.load_args,
                         num_layers=self.num_layers, searcher=self.searcher,
-                        seed=self.cola.seed, keep_correct=self.cola.keep_correct,
+                        seed=self.search_seed()[0], keep_correct=self.cola.keep_correct,
                         dtype=str(self.model.dtype), oracle_metric=self.cola.oracle_metric,
                         oracle_filter=self.cola.oracle_filter,
                         max_chain_length=self.max_chain_length, control=self.cola.control,
-                        record_chains=self.cola.record_chains)
+                        record_chains=self.cola.record_chains, evaluation=self.evaluation)
 
     def records_file(self, rank: int | None = None) -> Path | None:
         """This rank's records file (or ``rank``'s); None when there is nowhere to keep it."""
@@ -217,8 +280,10 @@ class ColaHFLM(HFLM):
             info["cola_chain_source"] = source
         if self.searcher is not None:
             search = self.oracle_search()
+            seed, source = self.search_seed()
             info.update(cola_searcher=self.searcher.name, cola_control=self.cola.control,
-                        cola_settings=jsonable(self.searcher.settings), cola_seed=self.cola.seed)
+                        cola_settings=jsonable(self.searcher.settings), cola_seed=seed,
+                        cola_seed_source=source)
             info["cola_records"] = str(search.records_file) if search.records_file else None
             if self.world_size > 1 and search.records_file is not None:
                 # get_model_info runs on rank 0 only: name every rank's file.
@@ -271,9 +336,19 @@ class ColaRouter(ColaHFLM):
             raise UserError(f"router {self.cola.router} was trained on hidden size "
                             f"{spec.hidden_size}; this model's is {config.hidden_size}")
         self.router = Router(spec)
+        self._reset_counts()
+
+    def _reset_counts(self) -> None:
         self.picks: dict[str, int] = {}  # chain text -> samples routed to it
         self.chain_layers = 0  # the routed chains' lengths, summed over samples
         self.executed_layers = 0
+
+    def start_evaluation(self, samples: Any = None, run_seed: int | None = None) -> None:
+        super().start_evaluation(samples, run_seed)
+        self._reset_counts()
+
+    def fixed_chain(self) -> ChosenChain | None:
+        return None  # each sample its routed chain
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         return self._answer_routed("loglikelihood", requests, disable_tqdm)
@@ -296,17 +371,19 @@ class ColaRouter(ColaHFLM):
 
         groups: dict[tuple[str, int], list] = {}
         for request in requests:
-            group = groups.setdefault((request.task_name, request.doc_id), [])
+            key = (request.task_name, self.call.doc_id(request.task_name, request.doc_id))
+            group = groups.setdefault(key, [])
             if all(r.args != request.args for r in group):
                 group.append(request)
         spec = self.router.spec
         share = max(self.cola.prefix_cache_bytes // max(len(groups), 1), 1 << 20)
         asks = []
-        for group in tqdm(groups.values(), desc="routing", unit="sample",
-                          disable=disable_tqdm):
+        for key, group in tqdm(groups.items(), desc="routing", unit="sample",
+                               disable=disable_tqdm):
             features = hidden_features(self, prompt_tokens(self, group), spec.feature_layers)
             chain = self.router.chains[self.router.pick(features)[0]]
             text = format_chain(chain)
+            self.call.chosen[key] = ChosenChain(text, len(chain), oracle=False)
             self.picks[text] = self.picks.get(text, 0) + 1
             self.chain_layers += len(chain)
             self.executed_layers += executed_length(chain, spec.feature_layers)
@@ -320,7 +397,8 @@ class ColaRouter(ColaHFLM):
                 answers[id(group)] = [_restore(kind, r) for r in responses]
         results = []
         for request in requests:
-            group = groups[(request.task_name, request.doc_id)]
+            group = groups[(request.task_name,
+                            self.call.doc_id(request.task_name, request.doc_id))]
             at = next(j for j, r in enumerate(group) if r.args == request.args)
             results.append(answers[id(group)][at])
         for request, result in zip(requests, results, strict=True):

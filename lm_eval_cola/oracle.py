@@ -5,11 +5,16 @@ is scored by ``task.process_results(doc, [(ll, is_greedy), ...])``; a generated
 answer first goes through one of the task's own filter pipelines, then through
 ``process_results``. "Correct" means the chosen metric reaches its maximum (1.0).
 A graded score (the gold choice's log-likelihood margin, where the task has a
-single gold choice) guides search and breaks ties; it never decides correctness.
+single gold choice; for generation, where the searcher's reward is graded, the gold
+answer's teacher-forced log-likelihood under the chain: ``forced_text.py``) guides search
+and breaks ties; it never decides correctness.
 
 A chain whose log-likelihoods are not all finite (NaN, or -inf from an overflowed chain)
 answers nothing: it is judged wrong with the worst score, whatever the task's metric says
-(``argmax`` of NaNs is 0, so without this rule a broken chain "answers" choice 0).
+(``argmax`` of NaNs is 0, so without this rule a broken chain "answers" choice 0). The one
+exception is the full (unedited) chain: its verdict is lm-eval's own (``process_results``
+on its responses, NaN and all), so ``full_correct`` and the summary agree with the metric
+lm-eval reports for the unedited model; it stays marked not finite.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lm_eval_cola.errors import UserError
+from lm_eval_cola.forced_text import forced_continuation, likelihood_margin
 
 logger = logging.getLogger(__name__)
 
@@ -202,19 +208,29 @@ class TaskJudge:
             filtered = make_filter().apply(filtered, [doc] * len(filtered))
         return [f for f in filtered]
 
-    def judge(self, doc: dict, responses: Sequence[Any]) -> Judgement:
-        """``responses``: one per unique request of the doc, in request order."""
+    def judge(self, doc: dict, responses: Sequence[Any], full: bool = False) -> Judgement:
+        """``responses``: one per unique request of the doc, in request order. ``full``:
+        they are the full chain's, judged by lm-eval's verdict even when not finite."""
         filtered = self._filtered(doc, responses)
         value = self.metric_value(doc, filtered)
         if not self.finite(responses):
-            return Judgement(correct=False, score=-math.inf, finite=False, answer=None)
+            if not full:
+                return Judgement(correct=False, score=-math.inf, finite=False, answer=None)
+            # lm-eval's verdict and its reading of the answer (argmax: a NaN comes first);
+            # a finite score when right, or the searcher's Outcome would drop the verdict
+            right = value >= 1.0 - 1e-9
+            return Judgement(correct=right, score=value if right else -math.inf,
+                             finite=False, answer=self._answer_or_none(doc, responses, filtered))
         correct = value >= 1.0 - 1e-9
         score = value + self._margin(doc, responses)
-        try:
-            answer = self.answer(doc, responses, filtered)
-        except (ValueError, TypeError, IndexError, AttributeError, KeyError):
-            answer = None  # a task shaped unlike lm-eval's own: the verdict still stands
+        answer = self._answer_or_none(doc, responses, filtered)
         return Judgement(correct=correct, score=score, finite=True, answer=answer)
+
+    def _answer_or_none(self, doc: dict, responses: Sequence[Any], filtered: list[Any]) -> Any:
+        try:
+            return self.answer(doc, responses, filtered)
+        except (ValueError, TypeError, IndexError, AttributeError, KeyError):
+            return None  # a task shaped unlike lm-eval's own: the verdict still stands
 
     def metric_value(self, doc: dict, filtered: list[Any]) -> float:
         """The oracle metric of ``filtered`` answers judged against ``doc``'s gold."""
@@ -299,8 +315,25 @@ class TaskJudge:
             raise OracleError(f"oracle_metric {self.metric!r} is not a metric of task "
                               f"{self.name!r}; allowed: {', '.join(names)}")
 
+    def forced_margin(self, doc: dict, responses: Sequence[Any],
+                      answer_doc: dict | None = None) -> float:
+        """Generation: the graded part of the score, in (-1/2, 1/2): the squashed mean
+        log-likelihood per token, under the chain, of ``answer_doc``'s answer (default
+        ``doc``'s gold; the decoy passes its other doc) teacher-forced after ``doc``'s prompt
+        (``forced_text.py``). 0 where the responses carry no teacher-forced values
+        (``teacher_forced.ForcedResponses``: only where the searcher's reward is graded)."""
+        likelihood = getattr(responses, "mean_loglikelihood", None)
+        if likelihood is None:
+            return 0.0
+        text = forced_continuation(self.task, doc, getattr(responses, "context", ""),
+                                   answer_doc)
+        return likelihood_margin(likelihood(text))
+
     def _margin(self, doc: dict, responses: Sequence[Any]) -> float:
-        """Gold log-likelihood minus the best other choice's, squashed into (-1, 1)."""
+        """Gold log-likelihood minus the best other choice's, squashed into (-1, 1);
+        generation: ``forced_margin``."""
+        if self.output_type == "generate_until":
+            return self.forced_margin(doc, responses)
         if self.output_type != "multiple_choice" or len(responses) < 2:
             return 0.0
         try:

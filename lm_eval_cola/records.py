@@ -10,6 +10,7 @@ This module imports neither torch, transformers nor lm-eval.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import os
@@ -65,16 +66,24 @@ class Record:
     version: str = ""  # lm-eval-cola's version
     # evaluated chains whose log-likelihoods were not all finite (judged wrong)
     nonfinite: int | None = None
+    # whether the full chain's log-likelihoods were all finite (its verdict is lm-eval's
+    # own either way); None: not recorded (older records)
+    full_finite: bool | None = None
     evaluated_layers: int | None = None  # sum of the evaluated chains' lengths: the cost
     # record_chains=all: every evaluated chain, in evaluation order (see ``ChainEntry``)
     chains: list[dict[str, Any]] = field(default_factory=list)
     # control=decoy: the decoy search (see ``lm_eval_cola.decoy``): target, reached,
-    # best_chain, best_length, evaluations, shortened, ...; None without a control or
-    # where the sample has no decoy
+    # best_chain, best_length, evaluations, shortened, ...; a sample with no decoy has
+    # {"target": None, "none": <reason>, "reached": False, "evaluations": 0}; None without
+    # a control (and, before the reason was recorded, where the sample had no decoy)
     decoy: dict[str, Any] | None = None
     # the correct chains on the (shorter, higher score) Pareto front, shortest first; its
     # first is ``best_chain`` when the best is correct. Empty: none correct, or schema < 3
     pareto: list[str] = field(default_factory=list)
+    # what the searcher noted of how the search went (``SearchResult.notes``), e.g. mcts
+    # mode deep: {"root_scan": 56, "root_scan_exceeds_budget": true}. Empty: nothing noted,
+    # or a record written before it existed (added within schema 3)
+    search_notes: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
     @property
@@ -131,37 +140,68 @@ class ChainEntry:
 
 
 def read_records(path: str | os.PathLike, repair: bool = False) -> list[Record]:
-    """All complete records in ``path``.
+    """All complete records in ``path`` (none where it does not exist).
 
-    A torn last line (a run killed mid-write) is dropped with a warning, and cut from the
-    file when ``repair`` is set so appends start on a clean line. A bad line anywhere
-    else means the file is corrupt: that is an error, never silently skipped.
+    A torn last line (a run killed mid-write: the start of a JSON line and no newline
+    after it, see ``_torn``) is dropped with a warning, and cut from the file when
+    ``repair`` is set so appends start on a clean line. Any other line that is not a
+    record -- anywhere, the last included: a complete JSON line that is not a record,
+    binary junk, text -- means the file is not (only) ours: a RecordsError naming the line,
+    never skipped, and the file is left as it is (a resume must not drop or append to
+    finished samples it cannot read).
     """
     path = Path(path)
     if not path.exists():
         return []
-    lines = path.read_bytes().split(b"\n")
+    if path.is_dir():
+        raise RecordsError(f"records file {str(path)!r} is a folder; allowed: a records file "
+                           "(cola-records_*.jsonl)")
+    data = path.read_bytes()
+    lines = data.split(b"\n")
     records: list[Record] = []
     offset = 0
     for number, line in enumerate(lines, start=1):
-        is_last = number == len(lines) or (number == len(lines) - 1 and lines[-1] == b"")
         if line.strip():
             try:
-                record = Record.from_json(json.loads(line))
-            except (ValueError, TypeError) as err:
-                if not is_last:
-                    raise RecordsError(
-                        f"corrupt records file {str(path)!r}: line {number} is not a complete "
-                        f"record ({err}); move the file away or fix that line"
-                    ) from None
-                logger.warning("dropping a torn last line %d in %s", number, path)
-                if repair:
-                    with open(path, "r+b") as handle:
-                        handle.truncate(offset)
-                break
-            records.append(record)
+                value = json.loads(line.decode("utf-8"))  # ours is UTF-8: never guess
+            except ValueError as err:  # not JSON, or bytes that are not UTF-8
+                if number == len(lines) and _torn(line):  # the last line, no newline after
+                    logger.warning("dropping a torn last line %d in %s", number, path)
+                    if repair:
+                        with open(path, "r+b") as handle:
+                            handle.truncate(offset)
+                    return records
+                why = (f"not JSON: {err.msg}" if isinstance(err, json.JSONDecodeError)
+                       else "not UTF-8 text")
+                raise _not_a_record(path, number, why) from None
+            try:
+                records.append(Record.from_json(value))
+            except (ValueError, TypeError) as err:  # complete JSON, but not a record
+                raise _not_a_record(path, number, str(err)) from None
         offset += len(line) + 1
+    if repair and records and not data.endswith(b"\n") and lines[-1].strip():
+        # a write cut just before its newline: end the line, or the next append joins it
+        with open(path, "ab") as handle:
+            handle.write(b"\n")
     return records
+
+
+def _torn(line: bytes) -> bool:
+    """Whether ``line`` can be what a write cut short leaves of one of our records: the
+    start of a JSON object, UTF-8 (but for a character cut in two at its end), and none of
+    the control bytes ``RecordWriter``'s JSON never holds. Junk and text are not."""
+    if not line.startswith(b'{"') or any(byte < 0x20 for byte in line):
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(line, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _not_a_record(path: Path, number: int, why: str) -> RecordsError:
+    return RecordsError(f"corrupt records file {str(path)!r}: line {number} is not a record "
+                        f"({why}); move the file away or fix that line")
 
 
 def latest_per_sample(records: list[Record]) -> list[Record]:

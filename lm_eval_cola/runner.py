@@ -15,6 +15,12 @@
   text is exactly what its own path makes of those tokens. When a call is one the
   greedy decoder cannot answer exactly (sampling, a logits processor, padding, ...) the
   sample takes lm-eval's own path.
+
+Where the searcher's reward is graded (``teacher_forcing``), a generation sample's answers
+also carry, per chain, the teacher-forced log-likelihood of texts after its prompt (the
+gold's, the decoy's: ``teacher_forced.TeacherForcer``), which the judge turns into the
+graded score; a decoder's forced passes run batched right after its chains' decoding,
+reusing the prompt's KV slots the decoding left.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from lm_eval_cola.fast_generate import (
     generate_many,
     usable_call,
 )
+from lm_eval_cola.teacher_forced import TeacherForcer, force_many
 
 Responses = list[Any]
 # lm-eval's decoding step, as a cola model's _model_generate is called.
@@ -62,10 +69,12 @@ class SampleDecoder:
     batched decoder; ``evaluate_many`` batches it with other decoders."""
 
     def __init__(self, runner: ChainRunner, requests: list, calls: list[DecodeCall],
-                 generator: SampleGenerator, kv_bytes: int):
+                 generator: SampleGenerator, kv_bytes: int,
+                 forcer: TeacherForcer | None = None):
         self.runner, self.requests, self.calls = runner, requests, calls
         self.generator = generator
         self.kv_bytes = kv_bytes
+        self.forcer = forcer  # graded reward: teacher-forced values beside each answer
 
     def rows(self, chain: Chain) -> list[GenRow]:
         return [self.generator.row(chain, c.prompt, c.max_length, c.stop) for c in self.calls]
@@ -82,12 +91,36 @@ class SampleDecoder:
                                    "it did before: a fast-path bug, please report it")
             return torch.tensor([row.sequence], device=context.device)
 
-        return self.runner.without_model(self.requests, replay)
+        responses = self.runner.without_model(self.requests, replay)
+        if self.forcer is not None:
+            return self.forcer.wrap(rows[0].chain, responses)
+        return responses
 
     def __call__(self, chain: Chain) -> Responses:
         rows = self.rows(chain)
         generate_many(self.generator.model, rows, self.kv_bytes)
+        force_after(self.generator.model, [(self, chain)])
         return self.respond(rows)
+
+
+def force_after(model: Any, decoded: list[tuple[SampleDecoder, Chain]]) -> None:
+    """The registered teacher-forced values of decoded (decoder, chain) pairs, in one
+    batched pass while the prompts' KV slots are fresh in the decoders' stores."""
+    rows = [row for decoder, chain in decoded if decoder.forcer is not None
+            for row in decoder.forcer.rows(chain)]
+    if rows:
+        force_many(model, rows, decoded[0][0].kv_bytes)
+
+
+class ForcedCall:
+    """A generation sample on lm-eval's own path, its answers carrying teacher-forced
+    values (computed on demand)."""
+
+    def __init__(self, run: Callable[[Chain], Responses], forcer: TeacherForcer):
+        self.run, self.forcer = run, forcer
+
+    def __call__(self, chain: Chain) -> Responses:
+        return self.forcer.wrap(chain, self.run(chain))
 
 
 # What answers one sample under a chain: batched objects, or a call.
@@ -97,8 +130,11 @@ SampleEvaluator = SampleScorer | SampleDecoder | Callable[[Chain], Responses]
 class ChainRunner:
     """Runs requests of an ``HFLM`` (a cola model) under chains."""
 
-    def __init__(self, lm: HFLM, fast: bool, cache_bytes: int, kv_bytes: int | None = None):
+    def __init__(self, lm: HFLM, fast: bool, cache_bytes: int, kv_bytes: int | None = None,
+                 teacher_forcing: bool | None = None):
         self.lm = lm
+        # None: on where the model's searcher has a graded reward (read at each sample)
+        self._teacher_forcing = teacher_forcing
         self.fast = fast
         self.cache_bytes = cache_bytes
         # generation_kv_bytes: the KV slots of the rows decoding at once (the model's setting)
@@ -109,6 +145,14 @@ class ChainRunner:
         share = getattr(getattr(lm, "cola", None), "share_prompts", False)
         self.prompt_cache = PromptCache(cache_bytes) if share else None
         self._hook: Hook | None = None
+
+    @property
+    def teacher_forcing(self) -> bool:
+        """Whether generation answers carry teacher-forced values (the graded score's)."""
+        if self._teacher_forcing is not None:
+            return self._teacher_forcing
+        settings = getattr(getattr(self.lm, "searcher", None), "settings", None)
+        return getattr(settings, "reward", None) == "graded"
 
     def batches(self, kind: str) -> bool:
         """Whether samples of ``kind`` are best searched side by side (their evaluators
@@ -132,13 +176,19 @@ class ChainRunner:
             sample = pack([encode_pair(lm, *r.args) for r in requests], lm.max_length)
             if SampleScorer.usable(lm.model, sample):
                 return SampleScorer(lm.model, sample, lm.device, cache_bytes)
+        forcing = kind == "generate_until" and self.teacher_forcing
         if kind == "generate_until" and self.fast and lm.mixed_precision_dtype is None:
             calls = self._decoding_calls(requests)
             if calls is not None:
                 generator = SampleGenerator(lm.model, lm.tokenizer, cache_bytes,
                                             self.prompt_cache)
-                return SampleDecoder(self, requests, calls, generator, self.kv_bytes)
-        return functools.partial(self.run, kind, requests)
+                forcer = (TeacherForcer(lm, requests, True, generator, calls[0].prompt,
+                                        self.kv_bytes) if forcing else None)
+                return SampleDecoder(self, requests, calls, generator, self.kv_bytes, forcer)
+        run = functools.partial(self.run, kind, requests)
+        if forcing:
+            return ForcedCall(run, TeacherForcer(lm, requests, self.fast, kv_bytes=self.kv_bytes))
+        return run
 
     def _decoding_calls(self, requests: list) -> list[DecodeCall] | None:
         """The decoding calls lm-eval's generate_until makes for ``requests`` (it runs
@@ -205,6 +255,7 @@ def evaluate_many(model: Any, asks: list[tuple[SampleEvaluator, Chain]]) -> list
         rows = {k: asks[k][0].rows(asks[k][1]) for k in decoding}  # type: ignore[union-attr]
         kv_bytes = asks[decoding[0]][0].kv_bytes  # type: ignore[union-attr]
         generate_many(model, [row for k in decoding for row in rows[k]], kv_bytes)
+        force_after(model, [asks[k] for k in decoding])  # type: ignore[misc]
         for k in decoding:
             answers[k] = asks[k][0].respond(rows[k])  # type: ignore[union-attr]
     for k, (target, chain) in enumerate(asks):
@@ -258,12 +309,17 @@ class Evaluations:
             if self._decoding:
                 raise RuntimeError("submitted decoding rows were lost")
             return done
+        finished = []
         for row in self._engine.step():
             tag = self._owner.pop(id(row))
             asks, rows, left = self._decoding[tag]
             left[0] -= 1
             if left[0] == 0:
                 del self._decoding[tag]
-                done.append((tag, [target.respond(group)  # type: ignore[union-attr]
-                                   for (target, _), group in zip(asks, rows, strict=True)]))
+                finished.append((tag, asks, rows))
+        # the teacher-forced values of every submission this step completed, in one pass
+        force_after(self.model, [ask for _, asks, _ in finished for ask in asks])
+        for tag, asks, rows in finished:
+            done.append((tag, [target.respond(group)  # type: ignore[union-attr]
+                               for (target, _), group in zip(asks, rows, strict=True)]))
         return done

@@ -58,14 +58,19 @@ def run_searches(
     evaluate_many: Callable[[list[Any]], list[Any]],
     on_done: Callable[[int, Search, float], None],
     width: int,
+    on_answered: Callable[[int, int], None] | None = None,
 ) -> None:
     """Run each search made by ``starts`` (called in order, when a place is free) to its
     end. ``evaluate_many(asks) -> answers`` (same order) answers the asks of every search
-    in flight at once; ``on_done(index, search, seconds)`` is called as each one ends."""
+    in flight at once; ``on_done(index, search, seconds)`` is called as each one ends, and
+    ``on_answered(index, count)`` each time ``count`` asks of search ``index`` are
+    answered, before it goes on (progress that moves with the work, not with the
+    searches that end)."""
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
+    answered = on_answered or (lambda index, count: None)
     if isinstance(evaluate_many, Stream):
-        _run_streaming(starts, evaluate_many, on_done, width)
+        _run_streaming(starts, evaluate_many, on_done, width, answered)
         return
     pending = iter(enumerate(starts))
     flight: list[_InFlight] = []
@@ -94,6 +99,7 @@ def run_searches(
         for running in flight:
             count = len(running.asks or ())
             running.seconds += took * count / len(asks)
+            answered(running.index, count)
             running.asks = _advance(running, answers[offset:offset + count])
             offset += count
             if running.asks is None:
@@ -122,7 +128,8 @@ def _advance(running: _InFlight, answers: list[Any] | None,
 
 
 def _run_streaming(starts: Iterable[Callable[[], Search]], stream: Stream,
-                   on_done: Callable[[int, Search, float], None], width: int) -> None:
+                   on_done: Callable[[int, Search, float], None], width: int,
+                   answered: Callable[[int, int], None]) -> None:
     pending = iter(enumerate(starts))
     flight: dict[int, _InFlight] = {}
 
@@ -152,6 +159,7 @@ def _run_streaming(starts: Iterable[Callable[[], Search]], stream: Stream,
             if len(answers) != len(running.asks or ()):
                 raise ValueError(f"the stream gave {len(answers)} answers to "
                                  f"{len(running.asks or ())} asks")
+            answered(index, len(answers))
             running.asks = _advance(running, answers)
             if running.asks is None:
                 del flight[index]

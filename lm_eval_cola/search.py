@@ -19,13 +19,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from lm_eval_cola import __version__
 from lm_eval_cola.chain import Chain, format_chain, full_chain
 from lm_eval_cola.compat.lm_eval_private import hash_doc
-from lm_eval_cola.decoy import Decoy, draw_decoy, judge_decoy
+from lm_eval_cola.decoy import Decoy, NoDecoy, draw_decoy, judge_decoy
+from lm_eval_cola.identity import EvalIdentity
 from lm_eval_cola.oracle import Judgement, TaskJudge, TaskJudges
+from lm_eval_cola.progress import EvaluationProgress
 from lm_eval_cola.records import ChainEntry, NullWriter, Record, RecordWriter, read_records
 from lm_eval_cola.runner import ChainRunner, Evaluations, SampleEvaluator
 from lm_eval_cola.scheduler import run_searches
@@ -62,6 +62,11 @@ def records_path(explicit: Path | None, folder: str | None, searcher: str, confi
     if folder is None:
         return None
     return Path(folder) / f"cola-records_{searcher}_{config_hash}{suffix}.jsonl"
+
+
+# Searcher settings that came after records existed, with the values that mean "as before":
+# `parallel` (1, or greedy's None: today's exact sequence of asks).
+NEUTRAL_SETTINGS: dict[str, tuple[Any, ...]] = {"parallel": (1, None)}
 
 
 @dataclass
@@ -101,12 +106,20 @@ class RunFacts:
     control: str | None = None  # "decoy": each sample searched toward a decoy too
     record_chains: str = "best"  # "all": records list every evaluated chain
     extra: dict[str, Any] = field(default_factory=dict)
+    # the prompt and decoding settings lm-eval ran with (chat template, few-shot, ...)
+    evaluation: EvalIdentity = field(default_factory=EvalIdentity)
 
     def config_hash(self) -> str:
         """Identifies what a record depends on, so a resume never mixes configurations."""
+        settings = jsonable(self.searcher.settings)
+        # Settings added after records existed are hashed only away from their default, so
+        # a run that does not use them resumes the records an older version wrote.
+        for key, defaults in NEUTRAL_SETTINGS.items():
+            if key in settings and settings[key] in defaults:
+                del settings[key]
         identity = {
             "model": self.model, "dtype": self.dtype, "searcher": self.searcher.name,
-            "settings": jsonable(self.searcher.settings), "seed": self.seed,
+            "settings": settings, "seed": self.seed,
             "oracle_metric": self.oracle_metric, "oracle_filter": self.oracle_filter,
             "max_chain_length": self.max_chain_length,
         }
@@ -114,6 +127,11 @@ class RunFacts:
         identity.update({k: v for k, v in (("control", self.control),
                                            ("record_chains", self.record_chains))
                          if v not in (None, "best")})
+        # Likewise only where not the default (plain prompts, the task's few-shot, ...):
+        # runs under other prompts keep other records; older default runs keep their names.
+        evaluation = self.evaluation.hash_fields()
+        if evaluation:
+            identity["evaluation"] = evaluation
         text = json.dumps(identity, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
@@ -165,9 +183,10 @@ class SampleSearch:
 
     With ``control=decoy`` a second run of the same searcher (same settings, budget and
     seed) searches toward the sample's decoy (``decoy.py``), drawn once the full chain is
-    judged. Both runs ask through this object: a chain either asks is evaluated once, and
-    the real run is told exactly what it would be told alone, so its result, record and
-    the answers lm-eval scores do not change."""
+    judged, and stops early under the real run's rule (the sample counts as right for it
+    where the full chain gets the gold right). Both runs ask through this object: a chain
+    either asks is evaluated once, and the real run is told exactly what it would be told
+    alone, so its result, record and the answers lm-eval scores do not change."""
 
     def __init__(self, sample: Sample, kind: str, judge: TaskJudge, facts: RunFacts,
                  evaluator: SampleEvaluator):
@@ -177,7 +196,7 @@ class SampleSearch:
         self.responses: dict[Chain, list] = {}  # every evaluated chain's raw responses
         self.judged: dict[Chain, Judgement] = {}  # against the gold, whichever run asked
         self.result: SearchResult | None = None
-        self.decoy: Decoy | None = None
+        self.decoy: Decoy | NoDecoy | None = None  # None: not drawn (yet), or no control
         self._main: _Run | None = None
         self._decoy_run: _Run | None = None
         self._decoy_drawn = False
@@ -195,8 +214,8 @@ class SampleSearch:
             self._decoy_drawn = True
             self.decoy = draw_decoy(self.judge, self.sample.doc, self.sample.doc_id, self.seed,
                                     self.judged[full], self.responses[full])
-            if self.decoy is not None:
-                self._decoy_run = self._start(self._toward_decoy)
+            if isinstance(self.decoy, Decoy):
+                self._decoy_run = self._start(self._toward_decoy, self.judged[full].correct)
         runs = [r for r in (self._main, self._decoy_run) if r is not None]
         for run in runs[1:]:
             run.step(self.responses)
@@ -209,18 +228,22 @@ class SampleSearch:
             return None
         return [(self.evaluator, chain) for chain in self._pending]
 
-    def _start(self, verdict: Callable[[Chain], Judgement]) -> _Run:
+    def _start(self, verdict: Callable[[Chain], Judgement],
+               stop_as_right: bool | None = None) -> _Run:
         ledger, run = self.facts.searcher.start(self.facts.num_layers, self.seed,
-                                                self.facts.keep_correct)
+                                                self.facts.keep_correct, stop_as_right)
         return _Run(ledger, run, verdict)
 
     def _gold(self, chain: Chain) -> Judgement:
         if chain not in self.judged:
-            self.judged[chain] = self.judge.judge(self.sample.doc, self.responses[chain])
+            # the full chain: lm-eval's own verdict, finite or not (see oracle.py)
+            full = chain == full_chain(self.facts.num_layers)
+            self.judged[chain] = self.judge.judge(self.sample.doc, self.responses[chain],
+                                                  full=full)
         return self.judged[chain]
 
     def _toward_decoy(self, chain: Chain) -> Judgement:
-        assert self.decoy is not None
+        assert isinstance(self.decoy, Decoy)
         return judge_decoy(self.judge, self.sample.doc, self.responses[chain],
                            self._gold(chain), self.decoy)
 
@@ -241,9 +264,11 @@ class SampleSearch:
             seconds=round(seconds, 4),
             correct_chains=[format_chain(c) for c in result.correct_chains],
             pareto=[format_chain(c) for c in result.pareto],
+            search_notes=jsonable(result.notes),
             responses=[jsonable(r) for r in self.responses[best]], request_type=self.kind,
             requests=sample.request_args(), load_args=facts.load_args, version=__version__,
             nonfinite=sum(not main.verdicts[c].finite for c in seen),
+            full_finite=main.verdicts[full_chain(facts.num_layers)].finite,
             evaluated_layers=sum(len(c) for c in seen),
             chains=main.entries() if facts.record_chains == "all" else [],
             decoy=self._decoy_record(result.full_correct),
@@ -254,13 +279,18 @@ class SampleSearch:
         ``shortest``, the shortest chain that does (None: none); ``shortened`` (samples
         the full chain gets right), a chain shorter than the full one answers it -- the
         same rule as the finding it controls ("shorter when right": best chain shorter
-        than the full chain), so the two rates compare like with like."""
+        than the full chain), so the two rates compare like with like. A sample with no
+        decoy says why (``NoDecoy.describe``); None: the run has no control."""
         run, decoy = self._decoy_run, self.decoy
-        if run is None or decoy is None or run.result is None:
-            return None  # no control, or no decoy for this sample
+        if self.facts.control != "decoy":
+            return None
+        if isinstance(decoy, NoDecoy):
+            return decoy.describe()
+        assert isinstance(decoy, Decoy) and run is not None and run.result is not None
         layers = self.facts.num_layers
         seen = run.ledger.seen
-        lengths = [len(c) for c, o in seen.items() if o.correct]
+        full = full_chain(layers)  # never counts as reaching the decoy
+        lengths = [len(c) for c, o in seen.items() if o.correct and c != full]
         shortest = min(lengths) if lengths else None
         out = {
             **jsonable(decoy.describe()),
@@ -310,22 +340,24 @@ class OracleSearch:
                 continue
             records[sample.key] = record
             self._count(record)
-        bar = tqdm(total=len(samples), initial=len(records), unit="sample",
-                   desc=f"oracle search ({self.facts.searcher.name})",
-                   disable=not progress or self.rank != 0)
+        # Counted in chain evaluations, so it moves while samples side by side are searched
+        bar = EvaluationProgress(self.facts.searcher.settings.budget, len(samples),
+                                 len(records), f"oracle search ({self.facts.searcher.name})",
+                                 not progress or self.rank != 0, self.summary.progress_line)
 
         def finished(record: Record) -> None:
             records[record.key] = record
-            bar.update(1)
-            bar.set_postfix_str(self.summary.progress_line(), refresh=False)
+            bar.finished(record.key)
 
-        self.run(kind, todo, finished)
+        self.run(kind, todo, finished, bar.evaluated)
         bar.close()
         self._gather_ranks([records[s.key] for s in samples])
         return records
 
-    def run(self, kind: str, samples: list[Sample], finished: Any = None) -> list[Record]:
-        """Search ``samples`` (no resume), writing each record as it finishes. Fast
+    def run(self, kind: str, samples: list[Sample], finished: Any = None,
+            evaluated: Callable[[tuple[str, int], int], None] | None = None) -> list[Record]:
+        """Search ``samples`` (no resume), writing each record as it finishes (then
+        ``finished(record)``; ``evaluated(sample key, count)`` as chains are answered). Fast
         loglikelihood and generation samples are searched ``search_batch`` side by side, so
         their chain evaluations run as one batch; the others one at a time."""
         width = self.search_batch if self.runner.batches(kind) else 1
@@ -349,8 +381,12 @@ class OracleSearch:
             if finished is not None:
                 finished(record)
 
+        def answered(index: int, count: int) -> None:
+            if evaluated is not None:
+                evaluated(samples[index].key, count)
+
         run_searches([start(s) for s in samples], Evaluations(self.runner.lm.model), done,
-                     width)
+                     width, answered)
         return out
 
     def _count(self, record: Record) -> None:

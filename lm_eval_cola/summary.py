@@ -9,7 +9,12 @@ fixed samples apart, the mean edit count (Levenshtein distance from the full cha
 cost in evaluated layers, and the chains with non-finite scores. With ``control=decoy``,
 the decoy's rates: the share of wrong samples where the search reached a wrong decoy
 answer, and of right samples where a chain at least ``min_shorter`` layers shorter gave it
-(see ``lm_eval_cola.decoy``).
+(see ``lm_eval_cola.decoy``), over the samples that have a decoy (the control ran on every
+sample, but some have none to draw: ``no_decoy_right`` / ``no_decoy_wrong``). Each of
+those rates is set beside its finding on the same samples by a paired test
+(``fixed_vs_decoy``, ``shorter_vs_decoy``: ``stats.Paired``): the per-sample pairs (gold
+outcome, decoy outcome), their discordant counts, exact McNemar and the paired difference
+with Newcombe's interval; its ``conclusion`` is the only "above chance" a summary states.
 
 A ``Summary`` holds exact counts and sums, so summaries of disjoint runs (data parallel
 ranks, result files of one row) merge exactly with ``merge``; ``as_dict`` writes the counts
@@ -25,7 +30,7 @@ from typing import Any
 
 from lm_eval_cola.chain import ChainError, full_chain, parse_chain
 from lm_eval_cola.records import Record
-from lm_eval_cola.stats import edit_distance, interval
+from lm_eval_cola.stats import Paired, edit_distance, interval
 
 _COUNTS = ("samples", "right", "right_shortened", "wrong", "wrong_fixed", "oracle_correct",
            "total_length", "total_evaluations", "total_ticks")
@@ -35,6 +40,12 @@ _NEW_COUNTS = ("total_shortened_length", "total_fixed_length", "total_edits", "e
                "total_evaluated_layers", "cost_samples", "nonfinite_chains",
                "nonfinite_samples", "decoy_full_right", "decoy_right_shortened",
                "decoy_full_wrong", "decoy_wrong_reached", "total_decoy_evaluations")
+# The paired test's counts (over the samples with a decoy, as the decoy's rates) and the
+# samples the control ran on without a decoy. A summary written before them reads them as
+# 0 and counts its decoy samples as ``decoy_unpaired``: their pairs are unknown, so no
+# paired test is shown for it, nor for anything merged with it.
+_PAIR_COUNTS = ("decoy_wrong_fixed", "decoy_wrong_both", "decoy_right_shorter",
+                "decoy_right_both", "no_decoy_right", "no_decoy_wrong", "decoy_unpaired")
 _NO_CAP = 1 << 30  # edit counts parse recorded chains of any length
 
 
@@ -77,6 +88,14 @@ class Summary:
     decoy_full_wrong: int = 0
     decoy_wrong_reached: int = 0
     total_decoy_evaluations: int = 0
+    # The gold's findings on those same samples, and the samples where both happened.
+    decoy_wrong_fixed: int = 0
+    decoy_wrong_both: int = 0  # fixed by the gold's search and reached by the decoy's
+    decoy_right_shorter: int = 0
+    decoy_right_both: int = 0  # shortened toward the gold and toward the decoy
+    no_decoy_right: int = 0  # the control ran, but the sample had no decoy to draw
+    no_decoy_wrong: int = 0
+    decoy_unpaired: int = 0  # decoy samples of a summary written before the pairs
     # One summary a task, filled by ``add`` and kept through ``merge`` and ``from_dict``.
     # Not compared: two summaries are equal when their counts are (a results file keeps
     # each task's time rounded, the records keep it exact).
@@ -85,9 +104,9 @@ class Summary:
     def add(self, record: Record, per_task: bool = True) -> None:
         self.samples += 1
         self.tasks.add(record.task)
+        shortened = bool(record.best_correct and record.best_length < self.num_layers)
         if record.full_correct:
             self.right += 1
-            shortened = record.best_correct and record.best_length < self.num_layers
             self.right_shortened += int(shortened)
             self.total_shortened_length += int(record.best_length) if shortened else 0
         else:
@@ -109,13 +128,24 @@ class Summary:
             self.nonfinite_chains += int(record.nonfinite)
             self.nonfinite_samples += int(record.nonfinite > 0)
         decoy = record.decoy
-        if decoy is not None:
+        if decoy is not None and not has_decoy(decoy):
+            self.no_decoy_right += int(record.full_correct)
+            self.no_decoy_wrong += int(not record.full_correct)
+        elif decoy is not None:
+            # the pair (gold's outcome, decoy's outcome) of this sample
             if record.full_correct:
+                by_decoy = decoy_shortened(decoy, self.num_layers)
                 self.decoy_full_right += 1
-                self.decoy_right_shortened += int(decoy_shortened(decoy, self.num_layers))
+                self.decoy_right_shortened += int(by_decoy)
+                self.decoy_right_shorter += int(shortened)
+                self.decoy_right_both += int(shortened and by_decoy)
             else:
+                reached = bool(decoy.get("reached"))
                 self.decoy_full_wrong += 1
-                self.decoy_wrong_reached += int(bool(decoy.get("reached")))
+                self.decoy_wrong_reached += int(reached)
+                self.decoy_wrong_fixed += int(record.best_correct)
+                self.decoy_wrong_both += int(record.best_correct and reached)
+        if decoy is not None:
             self.total_decoy_evaluations += int(decoy.get("evaluations") or 0)
         if per_task:
             self.by_task.setdefault(record.task, Summary(self.num_layers, self.oracle)).add(
@@ -128,7 +158,7 @@ class Summary:
                              f"{other.num_layers} layers")
         merged = Summary(num_layers=self.num_layers, oracle=self.oracle and other.oracle,
                          tasks=self.tasks | other.tasks)
-        for name in _COUNTS + _NEW_COUNTS:
+        for name in _COUNTS + _NEW_COUNTS + _PAIR_COUNTS:
             setattr(merged, name, getattr(self, name) + getattr(other, name))
         for task in sorted(set(self.by_task) | set(other.by_task)):
             mine, theirs = self.by_task.get(task), other.by_task.get(task)
@@ -144,10 +174,29 @@ class Summary:
     def mean_length(self) -> float | None:
         return self.total_length / self.samples if self.samples else None
 
+    def paired_fixed(self) -> Paired | None:
+        """"Fixed when wrong" beside "decoy reached when wrong", sample by sample, over the
+        wrong samples with a decoy; None without any (or with pairs unknown)."""
+        if not self.decoy_full_wrong or self.decoy_unpaired:
+            return None
+        return _paired(self.decoy_wrong_fixed, self.decoy_wrong_reached,
+                       self.decoy_wrong_both, self.decoy_full_wrong)
+
+    def paired_shorter(self) -> Paired | None:
+        """"Shorter when right" beside "decoy shortened when right", likewise."""
+        if not self.decoy_full_right or self.decoy_unpaired:
+            return None
+        return _paired(self.decoy_right_shorter, self.decoy_right_shortened,
+                       self.decoy_right_both, self.decoy_full_right)
+
     def progress_line(self) -> str:
         depth = (self.mean_length or 0) / self.num_layers
-        return (f"fixed {self.wrong_fixed}/{self.wrong} wrong, "
+        line = (f"fixed {self.wrong_fixed}/{self.wrong} wrong, "
                 f"shortened {self.right_shortened}/{self.right} right, depth {depth:.2f}")
+        fixed = self.paired_fixed()
+        if fixed is not None:  # the discordant pairs: what decides against chance
+            line += f", fixed vs decoy only {fixed.gold_only}:{fixed.decoy_only}"
+        return line
 
     def as_dict(self, timing: bool = True) -> dict[str, Any]:
         """The findings with their exact counts; ``timing`` False leaves the seconds out
@@ -194,8 +243,12 @@ class Summary:
                                                  self.decoy_full_right),
             "decoy_shortened_when_right_ci": interval(self.decoy_right_shortened,
                                                       self.decoy_full_right),
+            # each finding beside its decoy rate on the same samples, by the paired test
+            # (None without a decoy); the finding above is over all samples
+            "fixed_vs_decoy": _paired_dict(self.paired_fixed()),
+            "shorter_vs_decoy": _paired_dict(self.paired_shorter()),
         }
-        out.update({name: getattr(self, name) for name in _NEW_COUNTS})
+        out.update({name: getattr(self, name) for name in _NEW_COUNTS + _PAIR_COUNTS})
         if not timing:
             del out["total_search_seconds"], out["seconds_per_sample"]
         if self.by_task:
@@ -222,8 +275,10 @@ class Summary:
             total_ticks=round(float(data.get("total_search_seconds") or 0) * 10_000),
             tasks=set(data.get("tasks") or ()),
         )
-        for name in _NEW_COUNTS:
+        for name in _NEW_COUNTS + _PAIR_COUNTS:
             setattr(summary, name, int(data.get(name) or 0))
+        if "decoy_wrong_both" not in data:  # written before the pairs were counted
+            summary.decoy_unpaired = summary.decoy_full_right + summary.decoy_full_wrong
         for task, part in (data.get("per_task") or {}).items():
             child = cls.from_dict(part)
             if child is not None:
@@ -239,6 +294,21 @@ class Summary:
         for record in records:
             summary.add(record)
         return summary
+
+
+def has_decoy(decoy: dict[str, Any]) -> bool:
+    """Whether a record's decoy entry is a decoy search: not one where the control ran but
+    the sample had no decoy to draw (``"none"``: why; ``target`` None)."""
+    return "none" not in decoy and decoy.get("target") is not None
+
+
+def _paired(gold: int, decoy: int, both: int, n: int) -> Paired:
+    return Paired(both=both, gold_only=gold - both, decoy_only=decoy - both,
+                  neither=n - gold - decoy + both)
+
+
+def _paired_dict(paired: Paired | None) -> dict[str, Any] | None:
+    return None if paired is None else paired.as_dict()
 
 
 def decoy_shortened(decoy: dict[str, Any], num_layers: int) -> bool:

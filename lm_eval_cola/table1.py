@@ -13,7 +13,14 @@ samples, and exactly the row's effective searcher settings (``cola_settings``: p
 actions, budget, ... as the run resolved them). Its first ``--limit`` samples are used. The
 settings that do not change which chains a search evaluates or picks (``control``,
 ``record_chains``) may differ: e.g. a 200-question ``protocol=cola,control=decoy`` run gives
-the CoLa row of a 100-question table without searching those 100 again.
+the CoLa row of a 100-question table without searching those 100 again. Such a run must also
+be the same evaluation as the Original row's (as compare's resume checks it,
+``identity.RunConditions``: the model_args other than the search's, dtype, oracle metric and
+filter, ``max_len``, chat template, system instruction, few-shot, gen_kwargs), and document
+by document have the Original row's prompt, oracle metric and filter and full-chain
+correctness; without an Original row it is checked against this command's settings. A run
+that is this row's search under other conditions is refused in one line naming the first
+difference, before any row is searched.
 """
 
 from __future__ import annotations
@@ -23,7 +30,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lm_eval_cola.compare import add_run_arguments, compare, complete_results, run_options
+from lm_eval_cola.compare import (
+    add_run_arguments,
+    compare,
+    complete_results,
+    run_options,
+    wanted_conditions,
+    wanted_evaluation,
+)
+from lm_eval_cola.conditions import RunConditions
 from lm_eval_cola.errors import UserError
 
 ROW_KEYS = ("original", "skip", "loop", "skip+loop")
@@ -52,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, default=None,
                         help="chain evaluations per sample (default: the protocol's, 200)")
     parser.add_argument("--protocol", default="cola",
-                        help="the search's protocol preset (default cola: the paper's)")
+                        help="the search's protocol preset (default cola: the paper's MCTS; "
+                             "cola-deep: this project's deep search; docs/protocols.md)")
     parser.add_argument("--control", default="decoy", choices=CONTROLS,
                         help="the chance control of the search rows (default decoy)")
     parser.add_argument("--rows", default=",".join(ROW_KEYS),
@@ -85,29 +101,41 @@ def run(args: argparse.Namespace, task_manager: Any = None) -> int:
     keys = _rows(args.rows)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     names = {variant_name(k, args.protocol, args.control): k for k in keys}
-    records = {}
-    for name, key in list(names.items()):
-        found = reused_run(name, args, tasks, limit) if key != "original" else None
+    records: dict[str, list[Any]] = {}
+    original: Any = None  # the Original row's results, the reused runs' reference
+
+    def run_rows(rows: list[str]) -> None:
+        nonlocal original
+        done = compare(rows, tasks, args.output, limit=limit, budget=args.budget,
+                       seed=args.seed, model_args=args.model_args,
+                       include_path=args.include_path, eval_kwargs=eval_kwargs,
+                       processes=args.processes, task_manager=task_manager) if rows else []
+        for variant, _ in done:
+            found = complete_results(variant, tasks, limit, eval_kwargs)
+            if found is None:
+                raise UserError(f"no complete results for {variant.name!r} under "
+                                f"{variant.folder}")
+            run_file = read_run_file(found)
+            records[names[variant.name]] = run_records(run_file, run_file.tasks)
+            if names[variant.name] == "original":
+                original = run_file
+
+    if args.reuse and "original" in keys:  # the reused runs are checked against it
+        run_rows([name for name, key in names.items() if key == "original"])
+    for name, key in names.items():
+        found = reused_run(name, args, tasks, limit, eval_kwargs, original,
+                           records.get("original")) if key != "original" else None
         if found is not None:
             run_file, rows = found
             print(f"[table1] {key}: reusing {run_file.path} ({len(rows)} samples)",
                   file=sys.stderr)
             records[key] = rows
-            del names[name]
-    done = compare(list(names), tasks, args.output, limit=limit, budget=args.budget,
-                   seed=args.seed, model_args=args.model_args,
-                   include_path=args.include_path, eval_kwargs=eval_kwargs,
-                   processes=args.processes, task_manager=task_manager) if names else []
-    for variant, _ in done:
-        found = complete_results(variant, tasks, limit, eval_kwargs)
-        if found is None:
-            raise UserError(f"no complete results for {variant.name!r} under {variant.folder}")
-        run_file = read_run_file(found)
-        records[names[variant.name]] = run_records(run_file, run_file.tasks)
+    run_rows([name for name, key in names.items() if key not in records])
     settings = ", ".join(p for p in (
         f"protocol={args.protocol}", f"budget={args.budget or 'protocol default'}",
         f"control={args.control}", f"seed={args.seed}",
-        f"limit={limit}" if limit is not None else "", args.model_args) if p)
+        f"limit={limit}" if limit is not None else "", args.model_args,
+        *wanted_evaluation(eval_kwargs).describe()) if p)
     if args.reuse:
         settings += f", reused: {', '.join(args.reuse)}"
     table = build_table1(records, settings=settings)
@@ -135,10 +163,14 @@ def expected_settings(name: str, budget: int | None) -> dict[str, Any]:
     return settings
 
 
-def reused_run(name: str, args: argparse.Namespace, tasks: list[str],
-               limit: Any) -> tuple[Any, list[Any]] | None:
+def reused_run(name: str, args: argparse.Namespace, tasks: list[str], limit: Any,
+               eval_kwargs: dict[str, Any] | None = None, original: Any = None,
+               original_records: list[Any] | None = None) -> tuple[Any, list[Any]] | None:
     """(run, its first ``limit`` samples' records) of a run under ``--reuse`` that is this
-    row's search; None when none is (see the module docstring)."""
+    row's search and the same evaluation as ``original`` (the Original row's results and
+    records; None: this command's settings); None when no run is this row's search.
+    UserError, naming the first difference, when such runs are there but none is the same
+    evaluation (see the module docstring)."""
     from lm_eval_cola.reports.runs import (
         find_result_files,
         parse_model_args,
@@ -152,6 +184,12 @@ def reused_run(name: str, args: argparse.Namespace, tasks: list[str],
         raise UserError("--reuse needs a whole-number --limit (or none)")
     want = expected_settings(name, args.budget)
     pretrained = parse_model_args(args.model_args).get("pretrained")
+    if original is not None:
+        reference = RunConditions.from_results(original.data, original.model_args)
+        whose = "the Original row's"
+    else:
+        reference, whose = wanted_conditions(args.model_args, eval_kwargs or {}), "this table's"
+    refusal = None
     for folder in args.reuse:
         for path in find_result_files(folder):
             run = read_run_file(path)
@@ -167,6 +205,43 @@ def reused_run(name: str, args: argparse.Namespace, tasks: list[str],
             if limit is not None:
                 rows = [r for r in rows if r.doc_id < limit]
             counts = {t: sum(r.task == t for r in rows) for t in {r.task for r in rows}}
-            if rows and (limit is None or all(c >= limit for c in counts.values())):
+            if not rows or (limit is not None and any(c < limit for c in counts.values())):
+                continue
+            mine = RunConditions.from_results(run.data, run.model_args)
+            difference = mine.difference(reference)
+            if difference is not None:
+                difference = f"{difference} ({whose})"
+            elif original_records is not None:
+                difference = same_documents(rows, original_records)
+            if difference is None:
                 return run, rows
+            refusal = refusal or f"--reuse {folder}: {difference}"
+    if refusal is not None:
+        raise UserError(refusal + "; allowed: a run made under the table's conditions "
+                        "(or leave --reuse out to search this row)")
+    return None
+
+
+def same_documents(reused: list[Any], original: list[Any],
+                   whose: str = "the Original row's") -> str | None:
+    """The first document where a reused row's records differ from the Original row's: in
+    the prompt (doc and requests), the oracle metric or filter it was judged by, or the full
+    chain's correctness (each, where both records say); None: none differs."""
+    theirs = {r.key: r for r in original}
+    for record in sorted(reused, key=lambda r: r.key):
+        other = theirs.get(record.key)
+        if other is None:
+            continue
+        where = f"{record.task} doc {record.doc_id}"
+        if record.doc_hash != other.doc_hash or (
+                record.requests and other.requests and record.requests != other.requests):
+            return f"{where}: the prompt (doc or requests) differs from {whose}"
+        for what in ("metric", "filter"):
+            a, b = getattr(record, f"oracle_{what}"), getattr(other, f"oracle_{what}")
+            if a is not None and b is not None and a != b:
+                return f"{where}: oracle {what} {a} != {b} ({whose})"
+        if record.full_correct != other.full_correct:
+            right = {True: "right", False: "wrong"}
+            return (f"{where}: full chain {right[record.full_correct]} != "
+                    f"{right[other.full_correct]} ({whose})")
     return None

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lm_eval_cola.chain import parse_chain
+from lm_eval_cola.errors import UserError
 from lm_eval_cola.records import Record, latest_per_sample, read_records
 
 logger = logging.getLogger(__name__)
@@ -44,27 +45,57 @@ def _instances(record: Record, doc: dict) -> list:
     ]
 
 
-def _doc(lm: Any, record: Record) -> dict:
+class VerifyError(UserError):
+    """A record that cannot be checked against the data and model at hand."""
+
+
+def _doc(lm: Any, record: Record, path: str) -> dict:
+    """The record's doc as the data has it now; a VerifyError where that is not the doc
+    the run searched (another doc hash, or no such doc)."""
     from lm_eval_cola.compat.lm_eval_private import hash_doc
 
-    doc = lm.judges.task(record.task).eval_docs[record.doc_id]
+    where = f"{path}: task {record.task!r} doc {record.doc_id}"
+    try:
+        task = lm.judges.task(record.task)
+    except (KeyError, ValueError) as err:  # lm-eval's "not a registered task" is a KeyError
+        raise VerifyError(f"{where}: the task cannot be loaded here ({_first_line(err)}); "
+                          "allowed: a task lm-eval knows, custom ones with --include_path"
+                          ) from None
+    docs = task.eval_docs
+    if not 0 <= record.doc_id < len(docs):
+        raise VerifyError(f"{where}: the data has no such doc (it has {len(docs)}): the data "
+                          "changed since the run, or its doc ids map to other docs")
+    doc = docs[record.doc_id]
     if hash_doc(doc) != record.doc_hash:
-        raise ValueError(
-            f"doc {record.doc_id} of task {record.task!r} differs from the recorded one "
-            "(doc_hash mismatch): the data changed since the run"
-        )
+        raise VerifyError(f"{where} differs from the recorded one (doc_hash mismatch): the "
+                          "data changed since the run, or its doc ids map to other docs; "
+                          "verify against the data the run searched")
     return doc
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return (text.strip().splitlines() or [type(err).__name__])[0]
 
 
 def verify_records(paths: Iterable[str | Path], model_args: dict[str, Any] | None = None,
                    include_path: str | None = None) -> list[Check]:
-    """Every record's best and full chain, re-run and judged again."""
+    """Every record's best and full chain, re-run and judged again. A VerifyError (one
+    line) for a file that holds no record, so a check never passes having checked
+    nothing, and for a record whose doc is not the one the run searched."""
     from lm_eval_cola.models import ColaHFLM
 
-    by_model: dict[str, list[Record]] = defaultdict(list)
+    by_model: dict[str, list[tuple[str, Record]]] = defaultdict(list)
     for path in paths:
-        for record in latest_per_sample(read_records(path)):
-            by_model[json.dumps(record.load_args, sort_keys=True)].append(record)
+        if not Path(path).is_file():
+            raise VerifyError(f"records file {str(path)!r} does not exist or is not a file; "
+                              "allowed: a cola-records_*.jsonl file a search run wrote")
+        records = latest_per_sample(read_records(path))  # a line not a record: one line
+        if not records:
+            raise VerifyError(f"records file {str(path)!r} holds no records: nothing to "
+                              "verify; allowed: a cola-records_*.jsonl file a search run wrote")
+        for record in records:
+            by_model[json.dumps(record.load_args, sort_keys=True)].append((str(path), record))
     checks: list[Check] = []
     for load_args, records in by_model.items():
         args = {**json.loads(load_args), **(model_args or {})}
@@ -74,16 +105,16 @@ def verify_records(paths: Iterable[str | Path], model_args: dict[str, Any] | Non
             _MODELS[key] = ColaHFLM(include_path=include_path, **args)
         lm = _MODELS[key]
         lm.judges.expect_attached = False  # verify loads each record's task by name
-        for record in records:
-            checks.extend(_verify_one(lm, record))
+        for path, record in records:
+            checks.extend(_verify_one(lm, record, path))
     return checks
 
 
-def _verify_one(lm: Any, record: Record) -> list[Check]:
+def _verify_one(lm: Any, record: Record, path: str) -> list[Check]:
     from lm_eval_cola.oracle import TaskJudge
 
+    doc = _doc(lm, record, path)
     judge = TaskJudge(lm.judges.task(record.task), record.oracle_metric, record.oracle_filter)
-    doc = _doc(lm, record)
     requests = _instances(record, doc)
     checks = []
     full = f"0-{lm.num_layers - 1}"
@@ -91,7 +122,9 @@ def _verify_one(lm: Any, record: Record) -> list[Check]:
                                         ("full", full, record.full_correct))):
         chain = parse_chain(chain_text, lm.num_layers, lm.max_chain_length)
         responses = lm.runner.run(record.request_type, requests, chain)
-        reproduced = judge.judge(doc, responses).correct
+        # the full chain is judged as lm-eval judges it, finite or not (as the search did)
+        whole = chain == tuple(range(lm.num_layers))
+        reproduced = judge.judge(doc, responses, full=whole).correct
         checks.append(Check(record.task, record.doc_id, what, chain_text, bool(recorded),
                             reproduced))
     return checks

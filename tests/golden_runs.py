@@ -33,8 +33,11 @@ NEW_FIELDS = ("schema", "oracle", "model", "total_best_length", "total_evaluatio
               # the search-space settings (actions, presets, deep MCTS); None = the old space
               "protocol", "actions", "block_sizes", "loop_repeats", "max_copies", "mode",
               "reward", "pw_c", "pw_alpha", "exploration", "root_block_sizes",
+              # searchers' parallel=W (chains asked at once per sample; 1 = the asks of before)
+              "parallel",
               # schema 3 records (non-finite chains, cost, every chain, the chance control)
-              "nonfinite", "evaluated_layers", "chains", "decoy", "pareto",
+              "nonfinite", "evaluated_layers", "chains", "decoy", "pareto", "full_finite",
+              "search_notes",
               # summary keys added with them
               "shorter_when_right_ci", "fixed_when_wrong_ci", "oracle_accuracy_ci",
               "depth_ratio_shortened", "depth_ratio_fixed", "mean_edits",
@@ -44,7 +47,11 @@ NEW_FIELDS = ("schema", "oracle", "model", "total_best_length", "total_evaluatio
               "total_edits", "edit_samples", "total_evaluated_layers", "cost_samples",
               "nonfinite_chains", "nonfinite_samples", "decoy_full_right",
               "decoy_right_shortened", "decoy_full_wrong", "decoy_wrong_reached",
-              "total_decoy_evaluations", "per_task")
+              "total_decoy_evaluations", "per_task",
+              # the paired test of each finding against its decoy, and the no-decoy samples
+              "fixed_vs_decoy", "shorter_vs_decoy", "decoy_wrong_fixed", "decoy_wrong_both",
+              "decoy_right_shorter", "decoy_right_both", "no_decoy_right", "no_decoy_wrong",
+              "decoy_unpaired")
 
 
 def run_all(tiny_dir: str, work: Path) -> dict[str, Any]:

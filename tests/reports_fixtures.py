@@ -5,7 +5,8 @@ them, built from ``Record`` objects. Deterministic: every value comes from a see
 ``legacy=True`` writes what older lm-eval-cola versions wrote: no ``cola_oracle`` and no
 ``cola_model`` in the config, summaries without exact sums, schema-1 records. Otherwise the
 records are schema 3 (cost in evaluated layers; ``decoy=True``: a decoy control's outcome
-too). ``seed`` other than ``SEED`` gives the searchers other (seeded) outcomes, as another
+too; with ``no_decoy=True`` as well, every third sample has no decoy, as a run writes
+it). ``seed`` other than ``SEED`` gives the searchers other (seeded) outcomes, as another
 seed would.
 """
 
@@ -43,7 +44,8 @@ def folder_name(variant: str) -> str:
 
 def make_records(variant: str, tasks: list[str], limit: int, legacy: bool = False,
                  oracle: bool | None = None, seed: int = SEED, decoy: bool = False,
-                 judged: dict[str, tuple[str | None, str | None]] | None = None) -> list[Record]:
+                 judged: dict[str, tuple[str | None, str | None]] | None = None,
+                 no_decoy: bool = False) -> list[Record]:
     """One record a sample, as the run would have written them. ``judged``: task ->
     (oracle_metric, oracle_filter) the records say they were judged by."""
     searcher = variant
@@ -78,7 +80,9 @@ def make_records(variant: str, tasks: list[str], limit: int, legacy: bool = Fals
             if not legacy:
                 records[-1].evaluated_layers = NUM_LAYERS + (evaluations - 1) * 3
                 records[-1].nonfinite = 0
-            if decoy and searcher != "none":
+            if decoy and searcher != "none" and no_decoy and doc_id % 3 == 2:
+                records[-1].decoy = {"target": None, "none": "every choice is a gold answer"}
+            elif decoy and searcher != "none":
                 records[-1].decoy = {"target": 0, "reached": not full and rng.random() < 0.3,
                                      "shortened": full and rng.random() < 0.2,
                                      "evaluations": evaluations}
@@ -115,7 +119,7 @@ def write_run(folder: Path, variant: str, tasks: list[str] | None = None, limit:
               legacy: bool = False, number: int = 0, oracle: bool | None = None,
               extra_config: dict[str, Any] | None = None, seed: int = SEED,
               decoy: bool = False, judged: dict[str, tuple[str | None, str | None]] | None = None,
-              model_args: str = "") -> Path:
+              model_args: str = "", no_decoy: bool = False) -> Path:
     """One variant's results file (and records, for searchers) in ``folder``; returns the
     results file. ``variant``: a searcher, ``chain:<text>`` or ``hf``; ``model_args``: more
     of them (``k=v,...``); for the rest see ``make_records``."""
@@ -127,7 +131,8 @@ def write_run(folder: Path, variant: str, tasks: list[str] | None = None, limit:
                               "model_args": model_args, "batch_size": 1, "random_seed": 0}
     values: dict[str, list[bool]] = {}
     if variant in SEARCHERS or variant not in LM_EVAL_MODEL:
-        records = make_records(variant, tasks, limit, legacy, oracle, seed, decoy, judged)
+        records = make_records(variant, tasks, limit, legacy, oracle, seed, decoy, judged,
+                               no_decoy)
         path = folder / f"cola-records_{variant}_{number:04d}.jsonl"
         path.write_text("".join(record_line(r, legacy) + "\n" for r in records))
         summary = Summary.from_records(records).as_dict()

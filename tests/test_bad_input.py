@@ -266,3 +266,78 @@ def test_real_lm_eval_command_prints_one_line(tiny_llama_dir, records):
     assert errors == ["error: layer index 4 out of range in chain '0-9'; this model has 4 layers "
                       "(allowed 0-3)"], done.stderr[-3000:]
     assert records.read_bytes() == before
+
+
+def _no_loading(monkeypatch) -> None:
+    from lm_eval.models.huggingface import HFLM
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the bad input was refused")
+
+    monkeypatch.setattr(HFLM, "__init__", no_loading)
+
+
+@pytest.mark.parametrize(("cls", "searcher"), [("ColaMCTS", "greedy"), ("ColaGreedy", "none"),
+                                               ("ColaRandom", "mcts")])
+def test_a_searcher_model_refuses_another_searcher(monkeypatch, records, cls, searcher):
+    """cola_mcts searcher=greedy would run greedy under the name cola_mcts."""
+    from lm_eval_cola import models
+    from lm_eval_cola.config import ColaConfig
+
+    _no_loading(monkeypatch)
+    own = getattr(models, cls).default_searcher
+    expect_error(lambda: model("/nowhere", records, cls=cls, searcher=searcher),
+                 f"searcher={searcher} conflicts with the model cola_{own}",
+                 f"allowed: searcher={own}", f"cola_hf with searcher={searcher}")
+    config, _ = ColaConfig.from_model_args({"searcher": own}, own, set())  # its own: fine
+    assert config.searcher == own
+
+
+@pytest.mark.parametrize(("name", "model_args", "kwargs", "needles"), [
+    ("cola_mcts", "budget=2", {"predict_only": True},
+     ["--predict_only cannot run cola_mcts with searcher mcts", "allowed: drop --predict_only"]),
+    ("cola_hf", "searcher=none", {"predict_only": True},
+     ["--predict_only cannot run cola_hf with searcher none"]),
+    ("cola_mcts", "budget=2", {"samples": {"arc_challenge": [5, 0]}},
+     ["--samples for task 'arc_challenge': [5, 0]", "increasing", "e.g. [0, 5]"]),
+    ("cola_hf", "", {"samples": {"arc_challenge": [1, 1]}}, ["[1, 1]", "without repeats"]),
+], ids=["predict-only-mcts", "predict-only-searcher-none", "unsorted-samples",
+        "repeated-samples"])
+def test_refused_by_lm_eval_before_the_model_loads(monkeypatch, records, name, model_args,
+                                                   kwargs, needles):
+    """What would fail only after the search (--predict_only turns the metric off) or
+    mislabel records (--samples out of order) is refused first, in one line."""
+    import lm_eval
+
+    from lm_eval_cola.compat import hooks
+
+    hooks.install_evaluator_hook()
+    _no_loading(monkeypatch)
+    args = ",".join(filter(None, ["pretrained=/nowhere", f"records={records}", model_args]))
+    before = records.read_bytes()
+    expect_error(lambda: lm_eval.simple_evaluate(model=name, model_args=args,
+                                                 tasks=["arc_challenge"], **kwargs), *needles)
+    assert records.read_bytes() == before
+    # a fixed chain needs no metric: --predict_only goes on to load the model
+    with pytest.raises(AssertionError, match="the model was loaded"):
+        lm_eval.simple_evaluate(model="cola_hf", model_args=f"pretrained={records.parent},"
+                                "chain=0-1", tasks=["arc_challenge"], predict_only=True)
+
+
+def test_lm_eval_command_refuses_predict_only_with_a_searcher(tiny_llama_dir, records):
+    before = records.read_bytes()
+    output = records.parent / "out"
+    output.mkdir()
+    (output / "earlier_results.json").write_text("{}")
+    done = cli.run_lm_eval(["--model", "cola_greedy", "--model_args",
+                            f"pretrained={tiny_llama_dir},budget=2,records={records}",
+                            "--tasks", cli.TASK, "--limit", "1", "--predict_only",
+                            "--output_path", str(output)])
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "error: --predict_only cannot run cola_greedy with searcher greedy"), done.stderr[-3000:]
+    assert "Loading weights" not in done.stderr  # refused before the model loads
+    assert records.read_bytes() == before
+    assert [p.name for p in output.rglob("*")] == ["earlier_results.json"]

@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 
 from lm_eval_cola.chain import format_chain
-from lm_eval_cola.decoy import draw_choice, draw_decoy, draw_other_doc, judge_decoy
+from lm_eval_cola.decoy import (
+    ALL_GOLD,
+    NO_OTHER,
+    ONLY_FULL,
+    NoDecoy,
+    draw_choice,
+    draw_decoy,
+    draw_other_doc,
+    judge_decoy,
+)
 from lm_eval_cola.oracle import Judgement, TaskJudge
 
 NAN, INF = float("nan"), float("inf")
@@ -99,8 +108,13 @@ def test_choice_decoys_are_never_gold_nor_the_full_chains_answer():
         decoy = draw_choice(4, golds, full, seed)
         assert decoy not in golds and decoy != full
         assert decoy == draw_choice(4, golds, full, seed)  # the seed decides
-    assert draw_choice(2, {0}, 1, 5) == 1  # the only wrong choice, even if the full says it
-    assert draw_choice(3, {0, 1, 2}, None, 5) is None  # every choice gold: no decoy
+    # the only wrong choice is the full chain's answer: no decoy (it would be "reached"
+    # before any search), and the reason says so; a two-choice task's wrong samples
+    assert draw_choice(2, {0}, 1, 5) == NoDecoy(ONLY_FULL)
+    assert draw_choice(2, {0}, 0, 5) == 1  # a right sample: the wrong choice is the decoy
+    assert draw_choice(3, {0, 1, 2}, None, 5) == NoDecoy(ALL_GOLD)  # every choice gold
+    assert NoDecoy(ONLY_FULL).describe() == {"target": None, "none": ONLY_FULL,
+                                             "reached": False, "evaluations": 0}
     assert len({draw_choice(5, {0}, None, s) for s in range(100)}) == 4  # all wrong ones drawn
 
 
@@ -139,7 +153,7 @@ def test_generation_decoys_are_another_docs_different_gold():
     # every other doc shares the gold: no decoy (a scan after the random draws finds none)
     same = FakeGenTask(["1"] * 5)
     assert draw_decoy(TaskJudge(same, None, None), same.eval_docs[0], 0, 3,
-                      full) is None
+                      full) == NoDecoy(NO_OTHER)
     # a rare other gold is found (by the scan where the random draws miss it)
     many = ["1"] * 5000 + ["2"]
     assert draw_other_doc(many, 0, "1", str, 11) == (5000, "2")
@@ -237,7 +251,7 @@ def test_decoy_shortened_follows_the_findings_rule():
 
 def test_a_generation_decoy_is_not_what_the_full_chain_already_says():
     """As for multiple choice: a short answer the full chain already gives (its wrong "12")
-    is no decoy while another wrong gold ("30") exists; with none, it still serves."""
+    is no decoy; with no other wrong gold, the sample has none, and says why."""
     task = FakeGenTask(["7", "7", "12", "7", "30", "7"])
     judge = TaskJudge(task, None, None)
     says = [" 12"]
@@ -251,4 +265,4 @@ def test_a_generation_decoy_is_not_what_the_full_chain_already_says():
     only = FakeGenTask(["7", "12", "7"])
     judge = TaskJudge(only, None, None)
     decoy = draw_decoy(judge, only.eval_docs[0], 0, 1, judge.judge(only.eval_docs[0], says), says)
-    assert decoy is not None and decoy.target == "12"
+    assert decoy == NoDecoy(ONLY_FULL)

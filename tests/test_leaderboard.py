@@ -126,7 +126,14 @@ def test_compare_skips_complete_variants_and_reruns_missing_ones(runs, monkeypat
     compare_module.compare(["mcts"], TASKS, runs["cmp"], **{**kwargs, "budget": 2})
     other_gen = {**EVAL, "gen_kwargs": "max_gen_toks=9"}
     compare_module.compare(["none"], TASKS, runs["cmp"], **{**kwargs, "eval_kwargs": other_gen})
-    assert calls == ["mcts", "none"]
+    # so is a run with a system instruction, or with each task's own few-shot count (the
+    # runs were made with --num_fewshot 0, which their results now say)
+    system = {**EVAL, "system_instruction": "Answer briefly."}
+    compare_module.compare(["greedy"], TASKS, runs["cmp"], **{**kwargs, "eval_kwargs": system})
+    own_shots = {k: v for k, v in EVAL.items() if k != "num_fewshot"}
+    compare_module.compare(["random"], TASKS, runs["cmp"],
+                           **{**kwargs, "eval_kwargs": own_shots})
+    assert calls == ["mcts", "none", "greedy", "random"]
     copy = tmp_path / "cmp"
     shutil.copytree(runs["cmp"], copy)
     results_file(copy / "greedy").unlink()

@@ -17,7 +17,8 @@ Measured with this file's code (seeds 0..39, budget 200, the same action space):
 | searcher | planted chain found |
 |---|---|
 | mcts mode=deep (its defaults) | 40 / 40 |
-| mcts protocol=cola (lambda 5, random child 0.1) | 27 / 40 |
+| mcts protocol=cola-deep (lambda 5, random child 0.1) | 27 / 40 |
+| mcts protocol=cola (the paper's walk: 0/1 reward, c = sqrt(2)) | 0 / 40 |
 | mcts (uct) | 0 / 40 |
 | random | 0 / 40 |
 | greedy | 0 / 40 |
@@ -25,9 +26,13 @@ Measured with this file's code (seeds 0..39, budget 200, the same action space):
 | deep without the root scan / the additive prediction | 1 / 1 of 40 |
 
 The test runs seeds 0..23 for deep and 0..19 for random (random is the slow one).
+On the right-when-needs-kept fake below, protocol=cola shortens the right full chain to 23-26
+layers (seeds 0..9) where cola-deep reaches 8.
 """
 
+import logging
 import math
+from types import SimpleNamespace
 
 import pytest
 
@@ -106,8 +111,8 @@ def right_when_needs_kept(chain: Chain) -> Outcome:
     return Outcome(right, float(right) + 0.4 - 0.3 * (1 - len(chain) / L))
 
 
-@pytest.mark.parametrize("settings", [{"protocol": "cola"}, {"mode": "deep", "early_stop": False,
-                                                               **SPACE}])
+@pytest.mark.parametrize("settings", [{"protocol": "cola-deep"},
+                                      {"mode": "deep", "early_stop": False, **SPACE}])
 def test_deep_keeps_shortening_a_right_chain(settings):
     for seed in range(3):
         result = run_search(get_searcher("mcts", **settings), right_when_needs_kept, L, seed)
@@ -131,6 +136,8 @@ def test_deep_mode_settings():
     assert (s.reward, s.c, s.random_prob) == ("correct", 0.5, 0.2)
     s = get_searcher("mcts").settings
     assert (s.mode, s.reward, s.c, s.random_prob) == ("uct", "correct", 1.8, 0.1)
+    s = get_searcher("mcts", mode="cola").settings  # the paper's walk, c = UCB1's sqrt(2)
+    assert (s.reward, s.random_prob) == ("correct", 0.1) and s.c == pytest.approx(2 ** 0.5)
     for bad in [{"mode": "wide"}, {"reward": "score"}, {"pw_c": 0}, {"pw_alpha": 1.5},
                 {"mode": "deep", "descend_to_leaf": True}, {"exploration": "leaf"}]:
         with pytest.raises(ValueError, match="setting|descend_to_leaf"):
@@ -144,3 +151,94 @@ def test_graded_reward_shape():
     assert graded_reward(0.5) == 0.5 and graded_reward(9.0) == 1.0 and graded_reward(-9.0) == 0.0
     assert graded_reward(float("nan")) == 0.0 and graded_reward(-math.inf) == 0.0
     assert graded_reward(0.9) > graded_reward(0.4)  # right beats wrong: right >= 0.5 >= wrong
+
+
+# --- a budget below the root scan --------------------------------------------------------
+
+
+def test_a_budget_below_the_root_scan_is_said_once_and_noted(caplog):
+    # L = 30: the scan is the 30 one-layer skips and the 30 one-layer loops (once more); with
+    # the full chain first it needs 61 evaluations
+    searcher = get_searcher("mcts", protocol="cola-deep", budget=8)
+    asked: list[Chain] = []
+
+    def evaluate(chain: Chain) -> Outcome:
+        asked.append(chain)
+        return planted(chain)
+
+    with caplog.at_level(logging.WARNING, logger="lm_eval_cola.searchers.mcts"):
+        results = [run_search(searcher, evaluate, L, seed) for seed in range(3)]
+    said = [r.getMessage() for r in caplog.records if "root scan" in r.getMessage()]
+    assert len(said) == 1 and "\n" not in said[0], said  # one line, once a searcher
+    assert "protocol=cola-deep" in said[0] and "budget 8" in said[0] and "60 single" in said[0]
+    for result in results:
+        assert result.notes == {"root_scan": 60, "root_scan_exceeds_budget": True}
+        assert result.evaluations == 8
+    # what those runs were: the full chain and 7 single-layer edits each, no tree search
+    assert all(len(c) in (L - 1, L + 1) for c in asked if c != tuple(range(L)))
+    for budget, short in ((60, True), (61, False)):
+        with caplog.at_level(logging.WARNING, logger="lm_eval_cola.searchers.mcts"):
+            caplog.clear()
+            result = run_search(get_searcher("mcts", protocol="cola-deep", budget=budget),
+                                planted, L, 0)
+        assert result.notes == {"root_scan": 60, "root_scan_exceeds_budget": short}
+        assert bool(caplog.records) == short
+    # the paper's walk has no scan, so nothing to note
+    assert run_search(get_searcher("mcts", protocol="cola", budget=8), planted, L, 0).notes == {}
+
+
+class ChoiceTask:
+    """A multiple-choice task judged as lm-eval judges one: argmax of the log-likelihoods."""
+
+    OUTPUT_TYPE = "multiple_choice"
+    multiple_input = False
+    _filters: list = []
+
+    def __init__(self) -> None:
+        self.config = SimpleNamespace(task="fake_mc", metric_list=[{"metric": "acc"}],
+                                      doc_to_choice="choices")
+        self._metric_fn_list = {"acc": None}
+
+    def doc_to_choice(self, doc):
+        return doc["choices"]
+
+    def doc_to_target(self, doc):
+        return doc["gold"]
+
+    def process_results(self, doc, results):
+        lls = [float(r[0]) for r in results]
+        return {"acc": float(lls.index(max(lls)) == doc["gold"])}
+
+
+def record_of(protocol: str):
+    """The record of one 6-layer multiple-choice sample searched by mcts under `protocol`
+    at budget 8 (a longer chain scores lower; the gold is the first choice)."""
+    from lm_eval_cola.oracle import TaskJudge
+    from lm_eval_cola.scheduler import run_searches
+    from lm_eval_cola.search import RunFacts, Sample, SampleSearch
+
+    doc = {"choices": ["A", "B", "C"], "gold": 0}
+    requests = [SimpleNamespace(doc=doc, args=("Q:", f" {c}")) for c in doc["choices"]]
+    facts = RunFacts(model="fake", load_args={}, num_layers=6,
+                     searcher=get_searcher("mcts", protocol=protocol, budget=8), seed=3,
+                     keep_correct=5, dtype="float32")
+    search = SampleSearch(Sample("fake_mc", 0, requests), "loglikelihood",
+                          TaskJudge(ChoiceTask(), None, None), facts,
+                          lambda chain: [(-float(len(chain) + i), False) for i in range(3)])
+    done = []
+    run_searches([lambda: search], lambda asks: [ev(chain) for ev, chain in asks],
+                 lambda i, s, seconds: done.append(s.record(seconds)), 1)
+    return done[0]
+
+
+def test_the_root_scan_note_reaches_the_record():
+    from lm_eval_cola.records import Record
+
+    deep = record_of("cola-deep")  # 6 layers: a scan of 12 single edits, budget 8
+    assert deep.search_notes == {"root_scan": 12, "root_scan_exceeds_budget": True}
+    assert record_of("cola").search_notes == {}
+    # it survives a round trip, and a record written before it existed reads as noting nothing
+    data = deep.to_json()
+    assert Record.from_json(data).search_notes == deep.search_notes
+    del data["search_notes"]
+    assert Record.from_json(data).search_notes == {}

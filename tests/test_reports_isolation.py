@@ -19,7 +19,7 @@ REPORTS = REPO / "lm_eval_cola" / "reports"
 HEAVY = ("torch", "transformers", "lm_eval", "accelerate", "datasets")
 # lm_eval_cola modules a report may import (and their own imports are checked the same way)
 ALLOWED_OWN = {"lm_eval_cola", "lm_eval_cola.records", "lm_eval_cola.summary", "lm_eval_cola.stats",
-               "lm_eval_cola.chain", "lm_eval_cola.errors"}
+               "lm_eval_cola.chain", "lm_eval_cola.errors", "lm_eval_cola.identity"}
 ALLOWED_THIRD_PARTY = {"matplotlib", "yaml"}  # both imported lazily, where used
 MODEL_CODE = ("lm_eval_cola.models", "lm_eval_cola.engine", "lm_eval_cola.fast",
               "lm_eval_cola.fast_generate", "lm_eval_cola.default_model", "lm_eval_cola.cli",

@@ -1,6 +1,7 @@
 """The statistics the board prints (fixture runs, no model): each finding with its counts and
-Wilson 95% interval, the decoy control beside it, the depth of shortened and fixed samples,
-edits and cost, the layer-use table, and the task metric of the run's oracle.
+Wilson 95% interval, the decoy control beside it and the paired test of the two (with the
+samples that had no decoy), the depth of shortened and fixed samples, edits and cost, the
+layer-use table, and the task metric of the run's oracle.
 
 Every expected number is counted here from the fixture records or read from the fixture
 results files, never taken from the code under test.
@@ -16,18 +17,35 @@ import pytest
 
 from lm_eval_cola.chain import full_chain, parse_chain
 from lm_eval_cola.reports import Rate, build_board, write_board
+from lm_eval_cola.reports.findings import Findings
 from lm_eval_cola.reports.render import to_markdown
-from lm_eval_cola.reports.tables import board_table, task_table
-from lm_eval_cola.stats import edit_distance, wilson
+from lm_eval_cola.reports.tables import board_table, notes, task_table
+from lm_eval_cola.stats import (
+    ABOVE,
+    UNDECIDED,
+    edit_distance,
+    mcnemar_exact,
+    paired_difference_interval,
+    wilson,
+)
+from lm_eval_cola.summary import Summary
 from tests.board_checks import finding_counts, rate_text
-from tests.reports_fixtures import NUM_LAYERS, OTHER_METRIC, load, make_runs, write_run
+from tests.reports_fixtures import (
+    NUM_LAYERS,
+    OTHER_METRIC,
+    load,
+    make_records,
+    make_runs,
+    write_run,
+)
 
 
 @pytest.fixture(scope="module")
 def decoy_board(tmp_path_factory):
     root = tmp_path_factory.mktemp("decoy")
     write_run(root / "none", "none", number=0)
-    write_run(root / "mcts", "mcts", number=1, decoy=True)
+    # 9 samples a task, every third without a decoy: 6 pairs a task
+    write_run(root / "mcts", "mcts", number=1, decoy=True, no_decoy=True, limit=9)
     write_run(root / "greedy", "greedy", number=2)
     board = build_board([root])
     return board, write_board(board, root / "board", plots=False)
@@ -89,7 +107,9 @@ def test_the_decoy_control_sits_beside_each_finding(decoy_board):
     for cells in body:
         task, variant = cells[0][0], cells[2][0].partition(" (")[0]
         (row,) = [r for r in board.rows if r.variant == variant]
-        records = [r for r in row.records_of(task) if r.decoy is not None]
+        # the decoy's denominators: the samples that had a decoy
+        records = [r for r in row.records_of(task)
+                   if r.decoy is not None and r.decoy["target"] is not None]
         right = [r for r in records if r.full_correct]
         wrong = [r for r in records if not r.full_correct]
         reached = rate_text(sum(r.decoy["reached"] for r in wrong), len(wrong))
@@ -188,3 +208,80 @@ def test_the_config_names_the_metric_before_the_records(tmp_path):
     data["config"]["cola_oracle_filter"] = "no-such-filter"
     path.write_text(json.dumps(data))
     assert gsm8k_score(tmp_path / "run")[0] == "exact_match,strict-match"
+
+
+def paired_text(gold: list[bool], decoy: list[bool]) -> str:
+    """The paired cell, counted here from per-sample outcomes."""
+    both = sum(g and d for g, d in zip(gold, decoy, strict=True))
+    gold_only, decoy_only = sum(gold) - both, sum(decoy) - both
+    n = len(gold)
+    low, high = paired_difference_interval(both, gold_only, decoy_only,
+                                           n - both - gold_only - decoy_only)
+    p = mcnemar_exact(gold_only, decoy_only)
+    verdict = ABOVE if p < 0.05 and low > 0 else UNDECIDED
+    return (f"gold {sum(gold)}/{n} vs decoy {sum(decoy)}/{n}; only {gold_only} vs "
+            f"{decoy_only}; Δ {(gold_only - decoy_only) / n:+.0%} [{low:+.0%}, {high:+.0%}]; "
+            + ("p < 0.001" if p < 0.001 else f"p = {p:.2g}") + f": {verdict}")
+
+
+def test_each_finding_is_tested_against_its_decoy_on_the_same_samples(decoy_board):
+    board, paths = decoy_board
+    for head, _ in (task_table(board), board_table(board, oracle=True)):
+        assert head.index("Shorter vs decoy (paired)") == head.index("Decoy shortened (right)") + 1
+        assert head.index("Fixed vs decoy (paired)") == head.index("Decoy reached (wrong)") + 1
+        assert head.index("No decoy") == head.index("Fixed vs decoy (paired)") + 1
+    head, body = task_table(board)
+    seen = 0
+    for cells in body:
+        task, variant = cells[0][0], cells[2][0].partition(" (")[0]
+        if variant != "mcts":
+            assert cells[head.index("Fixed vs decoy (paired)")][0] == "—"
+            assert cells[head.index("No decoy")][0] == "—"
+            continue
+        (row,) = [r for r in board.rows if r.variant == variant]
+        records = row.records_of(task)
+        paired = [r for r in records if r.decoy["target"] is not None]
+        wrong = [r for r in paired if not r.full_correct]
+        right = [r for r in paired if r.full_correct]
+        assert cells[head.index("Fixed vs decoy (paired)")][0] == paired_text(
+            [r.best_correct for r in wrong], [r.decoy["reached"] for r in wrong])
+        assert cells[head.index("Shorter vs decoy (paired)")][0] == paired_text(
+            [r.best_correct and r.best_length < NUM_LAYERS for r in right],
+            [r.decoy["shortened"] for r in right])
+        none = [r for r in records if r.decoy["target"] is None]
+        right_none = sum(r.full_correct for r in none)
+        assert len(none) == 3  # doc ids 2, 5 and 8
+        assert cells[head.index("No decoy")][0] == (
+            f"3 ({right_none} right, {3 - right_none} wrong)")
+        seen += 1
+    assert seen == 2
+    assert any("p < 0.05 and the interval excludes 0" in line for line in notes(board))
+    # the CSV: the pairs as numbers, and what the results file's summary wrote
+    written = load(next(r for r in board.rows if r.variant == "mcts").sources[0])
+    fixed = written["config"]["cola_summary"]["fixed_vs_decoy"]
+    with open(paths["csv"], newline="") as handle:
+        (line,) = [ln for ln in csv.DictReader(handle) if ln["variant"] == "mcts"]
+    assert int(line["fixed_vs_decoy_gold_only"]) == fixed["gold_only"]
+    assert int(line["fixed_vs_decoy_decoy_only"]) == fixed["decoy_only"]
+    # 18 samples: the wrong and the right ones with a decoy, and the 6 without one
+    assert int(line["fixed_vs_decoy_n"]) == fixed["n"]
+    assert fixed["n"] + int(line["shorter_vs_decoy_n"]) + int(line["no_decoy_samples"]) == 18
+    assert float(line["fixed_vs_decoy_p"]) == fixed["mcnemar_p"]
+    assert [float(line["fixed_vs_decoy_low"]), float(line["fixed_vs_decoy_high"])] == \
+        fixed["difference_ci"]
+    assert int(line["no_decoy_samples"]) == 6
+
+
+def test_a_seed_rows_paired_cell_is_the_spread_of_its_differences():
+    """Seeds search the same samples: their pairs are not pooled, their differences are."""
+    parts = [Findings.from_summary(Summary.from_records(make_records(
+        "mcts", ["arc_challenge"], 9, seed=seed, decoy=True, no_decoy=True)))
+        for seed in (1, 2, 3)]
+    differences = [p.fixed_vs_decoy.paired.difference for p in parts]
+    pooled = Findings.over_seeds(parts)
+    mean = sum(differences) / 3
+    sd = (sum((d - mean) ** 2 for d in differences) / 2) ** 0.5
+    (n,) = {p.fixed_vs_decoy.paired.n for p in parts}
+    assert pooled.fixed_vs_decoy.text == f"Δ {mean:.1%} ± {sd:.1%} (n={n})"
+    assert pooled.fixed_vs_decoy.csv() == {"": round(mean, 6), "_sd": round(sd, 6)}
+    assert pooled.no_decoy.text == "3.0 ± 0.0"  # doc ids 2, 5 and 8 in every seed

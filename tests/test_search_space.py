@@ -170,22 +170,49 @@ def test_max_copies(name):
 # --- protocols -------------------------------------------------------------------------
 
 
+# What `protocol=cola` set until issue #21, written out: `cola-deep` must stay exactly this,
+# so runs recorded under the old name compare with new ones setting for setting.
+FORMER_COLA = {"budget": 200, "mode": "deep", "reward": "graded", "actions": ("skip", "loop"),
+               "block_sizes": (1, 2, 3, 4), "loop_repeats": (1, 2, 3, 4),
+               "length_penalty": 5.0, "c": 0.0, "random_prob": 0.1, "early_stop": False}
+
+
 def test_protocols_are_documented_presets():
-    assert sorted(PROTOCOLS) == ["cola", "drllm", "polar"]
+    assert sorted(PROTOCOLS) == ["cola", "cola-deep", "drllm", "polar"]
     s = get_searcher("mcts", protocol="cola").settings
-    assert s.protocol == "cola" and s.mode == "deep" and s.reward == "graded"
+    assert (s.protocol, s.mode, s.reward, s.exploration) == ("cola", "cola", "correct", "parent")
     assert (s.actions, s.block_sizes, s.loop_repeats) == (("skip", "loop"), (1, 2, 3, 4),
-                                                          (1, 2, 3, 4))
+                                                          (1, 2, 3))  # r = 2..4 runs in all
     assert (s.budget, s.length_penalty, s.random_prob, s.early_stop) == (200, 5.0, 0.1, False)
+    assert s.c == pytest.approx(math.sqrt(2), abs=1e-12) and s.max_len is None  # 2L
     # explicit settings win, and the name stays in the settings (so in records)
     d = get_searcher("mcts", protocol="cola", budget=50, length_penalty=1).settings_dict()
     assert d["protocol"] == "cola" and d["budget"] == 50 and d["length_penalty"] == 1.0
-    # random and greedy take what they have of a preset: the control at equal cost
-    r = get_searcher("random", protocol="cola").settings
-    assert (r.budget, r.actions, r.block_sizes, r.early_stop) == (200, ("skip", "loop"),
-                                                                  (1, 2, 3, 4), False)
     g = get_searcher("greedy", protocol="polar").settings
     assert (g.budget, g.max_copies, g.block_sizes) == (100, 2, (1,))
+
+
+@pytest.mark.parametrize("protocol", ["cola", "cola-deep"])
+def test_random_and_greedy_take_the_presets_space(protocol):
+    # the control at equal cost: the same moves from every chain, the same budget
+    mcts = get_searcher("mcts", protocol=protocol).settings
+    for name in ("random", "greedy"):
+        other = get_searcher(name, protocol=protocol).settings
+        assert other.budget == 200 and other.loop_repeats == mcts.loop_repeats
+        for chain in (FULL, FULL[:3] + (2, 2) + FULL[3:]):
+            assert (other.action_space(L).chains(chain) == mcts.action_space(L).chains(chain))
+    assert not get_searcher("random", protocol=protocol).settings.early_stop
+
+
+def test_cola_deep_is_the_former_cola():
+    deep = get_searcher("mcts", protocol="cola-deep")
+    assert deep.settings_dict() == {**get_searcher("mcts", **FORMER_COLA).settings_dict(),
+                                    "protocol": "cola-deep"}
+    for seed in range(2):
+        a, b = skip3_keep5(), skip3_keep5()
+        ra, _ = run("mcts", a, seed=seed, protocol="cola-deep", budget=60)
+        rb, _ = run("mcts", b, seed=seed, **{**FORMER_COLA, "budget": 60})
+        assert a.calls == b.calls and ra == rb
 
 
 def test_drllm_is_todays_descend_to_leaf_walk():
@@ -222,17 +249,71 @@ def test_polar_walk():
     check_invariants(result, ledger, fake)
 
 
-def test_cola_preset_loops_blocks_of_up_to_4():
+def cola_ucb(q: float, v: int, parent_v: int, length: int) -> float:
+    """The paper's UCB with protocol cola's constants on 4 layers: c = sqrt(2), lambda = 5."""
+    return q / v + math.sqrt(2) * math.sqrt(math.log(parent_v) / v) - 5 * length / 4
+
+
+def test_cola_walks_as_documented():
+    """protocol=cola step by step on 4 layers, a chain right iff it skips layer 3 (every
+    score 0), seed 10, budget 6. A node's moves are its `ActionSpace.chains`, in that fixed
+    order; the draws are random.Random(10)'s in the order docs/protocols.md gives: at a node
+    with untried moves and children `random() < 0.1` expands, as does a node with no child,
+    the move `randrange(untried)`; else the walk steps to the child of highest UCB."""
+    full = (0, 1, 2, 3)
+    space = get_searcher("mcts", protocol="cola").settings.action_space(4)
+    root = space.chains(full)
+    a, b = root[18], root[15]
+    assert len(root) == 30 and a == (0, 1, 1, 1, 1, 2, 3) and b == (0, 1, 2, 2, 2, 3)
+    draws = random.Random(10)
+    # 0: the full chain, wrong: the root has v = 1, Q = 0.
+    # 1: the root has no child: expand its move randrange(30) = 18: a, wrong.
+    assert draws.randrange(30) == 18
+    # 2: the root has a child and untried moves; random() = 0.033 < 0.1: a random unexplored
+    #    child, randrange(29) = 15 of the 29 left (index 15 is still root[15]): b, wrong.
+    assert draws.random() < 0.1 and draws.randrange(29) == 15
+    # 3: random() = 0.578: UCB over the root's children (V = 3, both Q = 0, v = 1): a -7.268,
+    #    b -6.018 (a layer shorter) -> b. b has no child: expand its move randrange(26) = 6,
+    #    which skips b's positions 3-4: the full chain, from the memo, not asked (free).
+    assert draws.random() >= 0.1
+    assert cola_ucb(0, 1, 3, 7) == pytest.approx(-7.268, abs=1e-3)
+    assert cola_ucb(0, 1, 3, 6) == pytest.approx(-6.018, abs=1e-3)
+    assert len(space.chains(b)) == 26 and draws.randrange(26) == 6 and space.chains(b)[6] == full
+    # 4: root: random() = 0.463, UCB (V = 4): a -7.085 < b -6.323 (v = 2, Q = 0) -> b. b has
+    #    a child (c: the full chain again) and untried moves: random() = 0.491 -> c, its only
+    #    child. c has no child: expand its move randrange(30) = 8: (0,), right.
+    assert draws.random() >= 0.1 and cola_ucb(0, 1, 4, 7) < cola_ucb(0, 2, 4, 6)
+    assert draws.random() >= 0.1 and draws.randrange(30) == 8 and root[8] == (0,)
+    # 5: root: random() = 0.654, UCB (V = 5): a -6.956 < b -6.131 (v = 3, Q = 1) -> b;
+    #    random() = 0.160 -> c; random() = 0.521 -> (0,), which has no child: expand its
+    #    move randrange(3) = 1 of [(0, 0), (0, 0, 0), (0, 0, 0, 0)]: (0, 0, 0), right.
+    assert cola_ucb(0, 1, 5, 7) < cola_ucb(1, 3, 5, 6)
+    assert min(draws.random() for _ in range(3)) >= 0.1 and draws.randrange(3) == 1
+    assert space.chains((0,)) == [(0, 0), (0, 0, 0), (0, 0, 0, 0)]
+    # 6: root: random() = 0.076 < 0.1: a random unexplored child, randrange(28) = 23 of the
+    #    28 left (18 and 15 are gone, so it is root[25]): loop 1-2 twice more, wrong. The
+    #    budget of 6 is spent.
+    assert draws.random() < 0.1 and draws.randrange(28) == 23
+    assert root[25] == (0, 1, 2, 1, 2, 1, 2, 3)
+    fake = Fake(lambda c: 3 not in c, lambda c: 0.0)
+    result = run_search(get_searcher("mcts", protocol="cola", budget=6), fake, 4, seed=10)
+    assert fake.calls == [full, a, b, (0,), (0, 0, 0), root[25]]
+    assert result.best_chain == (0,) and result.pareto == [(0,)] and result.evaluations == 6
+    assert result.notes == {} and not result.stopped_early
+
+
+def test_cola_deep_preset_loops_blocks_of_up_to_4():
     block = (2, 3, 4, 5)
     target = FULL[:6] + block + FULL[6:]  # loop 2-5 once more
     fake = Fake(lambda c: c == target, lambda c: -abs(len(c) - len(target)) / L
                 + 0.1 * sum(c.count(x) for x in block))
-    space = get_searcher("mcts", protocol="cola").settings.action_space(L)
+    space = get_searcher("mcts", protocol="cola-deep").settings.action_space(L)
     assert space.loop_sizes == (1, 2, 3, 4) and space.loop_repeats == (1, 2, 3, 4)
     assert target in space.chains(FULL)
+    assert target in get_searcher("mcts", protocol="cola").settings.action_space(L).chains(FULL)
     for seed in range(3):
         fake.calls.clear()
-        result, ledger = run("mcts", fake, seed=seed, protocol="cola")
+        result, ledger = run("mcts", fake, seed=seed, protocol="cola-deep")
         assert result.best_chain == target and result.pareto == [target]
         check_invariants(result, ledger, fake)
 

@@ -9,7 +9,15 @@ import os
 import pytest
 
 from lm_eval_cola.errors import UserError
-from lm_eval_cola.reports.table1 import build_table1, csv_lines, to_markdown, write_table1
+from lm_eval_cola.reports.table1 import (
+    build_table1,
+    csv_lines,
+    findings_table,
+    to_html,
+    to_markdown,
+    write_table1,
+)
+from lm_eval_cola.stats import mcnemar_exact, paired_difference_interval
 from lm_eval_cola.table1 import _rows, variant_name
 from tests.board_checks import finding_counts, rate_text
 from tests.cli_helpers import arc_task_manager, run_subcommand
@@ -21,7 +29,7 @@ TASKS = ["arc_challenge", "gsm8k"]
 def table_records():
     return {"original": make_records("none", TASKS, 7),
             "skip": make_records("mcts", TASKS, 7, seed=1),
-            "loop": make_records("mcts", TASKS, 7, seed=2, decoy=True),
+            "loop": make_records("mcts", TASKS, 7, seed=2, decoy=True, no_decoy=True),
             "skip+loop": make_records("mcts", TASKS, 7, seed=3, decoy=True)}
 
 
@@ -50,6 +58,55 @@ def test_findings_rows_carry_the_decoy_only_where_the_run_had_one():
     (cola,) = [r for r in table.rows if r.key == "skip+loop"]
     assert all(f.decoy_reached is None for f in skip.by_task.values())
     assert all(f.decoy_reached is not None for f in cola.by_task.values())
+
+
+def test_findings_beside_the_decoy_come_with_the_paired_test():
+    records = table_records()
+    table = build_table1(records)
+    head, body = findings_table(table)
+    assert head.index("Fixed vs decoy (paired)") == head.index("Decoy reached (wrong)") + 1
+    assert head.index("Shorter vs decoy (paired)") == head.index("Decoy shortened (right)") + 1
+    csv_head, csv_body = csv_lines(table)
+    by_row = {(line[0], line[3]): dict(zip(csv_head, line, strict=True)) for line in csv_body}
+    for line in body:
+        key = {label: k for k, label in (("skip", "Skip-only"), ("loop", "Recurrence-only"),
+                                         ("skip+loop", "CoLa (skip + recurrence)"))}[line[0]]
+        cell = line[head.index("Fixed vs decoy (paired)")]
+        numbers = by_row[(key, line[1])]
+        if key == "skip":  # no control in that run
+            assert cell == "—" and line[head.index("No decoy")] == "—"
+            assert numbers["fixed_vs_decoy_n"] is None
+            continue
+        mine = [r for r in records[key] if r.task == line[1]]
+        # the pairs, counted here: wrong samples with a decoy, (fixed?, decoy reached?)
+        wrong = [r for r in mine if not r.full_correct and r.decoy["target"] is not None]
+        both = sum(r.best_correct and r.decoy["reached"] for r in wrong)
+        gold_only = sum(r.best_correct for r in wrong) - both
+        decoy_only = sum(r.decoy["reached"] for r in wrong) - both
+        neither = len(wrong) - both - gold_only - decoy_only
+        assert cell.startswith(f"gold {both + gold_only}/{len(wrong)} vs decoy "
+                               f"{both + decoy_only}/{len(wrong)}; only {gold_only} vs "
+                               f"{decoy_only}; ")
+        p = mcnemar_exact(gold_only, decoy_only)
+        low, high = paired_difference_interval(both, gold_only, decoy_only, neither)
+        assert numbers["fixed_vs_decoy_p"] == float(f"{p:.4g}")
+        assert (numbers["fixed_vs_decoy_low"], numbers["fixed_vs_decoy_high"]) == (
+            round(low, 4), round(high, 4))
+        assert (numbers["fixed_vs_decoy_gold_only"], numbers["fixed_vs_decoy_decoy_only"],
+                numbers["fixed_vs_decoy_n"]) == (gold_only, decoy_only, len(wrong))
+        # the decoy's rate is over the same samples; those without a decoy are counted apart
+        assert numbers["decoy_reached_when_wrong_n"] == len(wrong)
+        none = [r for r in mine if r.decoy["target"] is None]
+        assert numbers["no_decoy_samples"] == len(none) == (2 if key == "loop" else 0)
+        assert line[head.index("No decoy")] == (
+            f"{len(none)} ({sum(r.full_correct for r in none)} right, "
+            f"{sum(not r.full_correct for r in none)} wrong)")
+    for text in (to_markdown(table), to_html(table)):
+        assert "p &lt; 0.05" in text or "p < 0.05" in text
+        assert "never by overlapping intervals" in text
+    # without a decoy anywhere, no paired note
+    plain = build_table1({"skip": records["skip"]})
+    assert "McNemar" not in to_markdown(plain)
 
 
 def test_csv_has_one_line_per_row_and_task_and_a_header_that_fits(tmp_path):
@@ -106,6 +163,10 @@ def test_table1_end_to_end(tiny_llama_dir, tmp_path, capsys, monkeypatch):
     # the decoy control ran for the search rows
     assert all(r["decoy_reached_when_wrong_n"] != "" or r["decoy_shortened_when_right_n"] != ""
                for r in rows[1:])
+    # every searched sample is in one paired test, or counted as having no decoy
+    for r in rows[1:]:
+        assert sum(int(r[k] or 0) for k in ("fixed_vs_decoy_n", "shorter_vs_decoy_n",
+                                            "no_decoy_samples")) == 3
     # every searched row's full chain agrees with the original row
     assert len({(r["full_chain_k"], r["full_chain_n"]) for r in rows}) == 1
     assert rows[0]["full_chain_k"] == rows[0]["accuracy_k"]

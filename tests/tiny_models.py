@@ -41,6 +41,7 @@ def tiny_configs() -> dict[str, T.PretrainedConfig]:
         "phi3": T.Phi3Config(**no_head_dim),
         "olmo": T.OlmoConfig(**_BASE),
         "olmo2": T.Olmo2Config(**_BASE),
+        "olmoe": T.OlmoeConfig(**_BASE, **_MOE, num_experts=4),
         "granite": T.GraniteConfig(**_BASE),
     }
 

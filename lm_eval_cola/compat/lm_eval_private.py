@@ -45,6 +45,7 @@ HFLM_INSTANCE_ATTRIBUTES: tuple[str, ...] = (
 PATCHED_SYMBOLS: tuple[str, ...] = (
     "lm_eval.evaluator:evaluate",
     "lm_eval.evaluator:simple_evaluate",
+    "lm_eval.utils:make_table",
     "lm_eval.loggers.evaluation_tracker:EvaluationTracker.__init__",
     "lm_eval.loggers.evaluation_tracker:GeneralConfigTracker.log_experiment_args",
     "lm_eval.api.task:ConfigurableTask.download",

@@ -3,8 +3,11 @@
 Rows, so the numbers can be checked against the inputs:
 
 - a row is one model x variant, where the variant is the searcher, the fixed chain, or the
-  plain lm-eval model; results files of one row (same model, lm-eval model, model_args and
-  limit) are merged task by task, the newest file winning a task both have.
+  plain lm-eval model; results files of one row (same model, lm-eval model, model_args,
+  limit and prompt and decoding settings: chat template, system instruction, few-shot,
+  gen_kwargs, ``--samples``, see ``identity.EvalIdentity``) are merged task by task, the
+  newest file winning a task both have; runs under other such settings are other rows,
+  their settings column saying how.
 - oracle rows are those whose run wrote ``cola_oracle`` (see ``runs.is_oracle``); they are
   ranked apart from the deployable rows (plain runs, fixed chains, searcher ``none``).
 - average: the plain mean of the row's main metrics (a row missing a task is marked).
@@ -235,13 +238,14 @@ def _settings_text(run: RunFile) -> tuple[str, int | None]:
     extra = {k: v for k, v in run.model_args.items()
              if k not in SHOWN_ARGS and k not in NEUTRAL_ARGS}
     parts += [f"{k}={v}" for k, v in sorted(extra.items())]
+    parts += run.evaluation.describe()  # chat template, 5-shot, gen_kwargs ...: other rows
     return ", ".join(parts), budget
 
 
 def _family(run: RunFile) -> str:
     args = {k: v for k, v in run.model_args.items() if k not in NEUTRAL_ARGS and k != "seed"}
     return json.dumps([run.model, run.kind, run.variant, run.oracle, run.lm_eval_model, args,
-                       run.limit], sort_keys=True, default=str)
+                       run.limit, run.evaluation.key], sort_keys=True, default=str)
 
 
 def _new_row(used: list[tuple[RunFile, list[str]]], scores: dict[str, TaskScore]) -> Row:

@@ -3,7 +3,13 @@
 - ``Rate(k, n)``: a share with its denominator and Wilson 95% interval (``stats.wilson``),
   shown ``6/17 = 35% [17%, 59%]``;
 - ``Number``: a mean (depth ratio, edits, evaluations, evaluated layers);
-- ``Spread``: the mean ± sample standard deviation of one of those over a row's seeds.
+- ``Versus``: a finding beside its decoy rate on the same samples (``stats.Paired``): both
+  counts, the discordant pairs, the paired difference with Newcombe's 95% interval, exact
+  McNemar p and the conclusion that test draws, the only "above chance" the reports state;
+- ``NoDecoy``: the samples the control ran on without a decoy, outside its denominators;
+- ``Spread``: the mean ± sample standard deviation of one of those over a row's seeds (of a
+  ``Versus``, its paired difference: seeds search the same samples, so their pairs are not
+  pooled into one test).
 
 ``Findings`` holds one row's (or one row's task's) findings; ``findings_of`` makes them from
 a row's exact ``Summary`` (or, for old files, the counts their summary wrote), and over the
@@ -17,12 +23,27 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from lm_eval_cola.stats import wilson
+from lm_eval_cola.stats import Paired, wilson
 from lm_eval_cola.summary import Summary
 
-# CSV suffixes: a rate's share, its counts and interval; a seed row's spread over seeds.
+# CSV suffixes: a rate's share, its counts and interval; a paired test's difference, its
+# interval, p and counts; a seed row's spread over seeds.
 RATE_SUFFIXES = ("", "_k", "_n", "_low", "_high", "_sd")
 NUMBER_SUFFIXES = ("", "_sd")
+VERSUS_SUFFIXES = ("", "_low", "_high", "_p", "_n", "_gold", "_decoy", "_gold_only",
+                   "_decoy_only", "_sd")
+NO_DECOY_SUFFIXES = ("", "_right", "_wrong", "_sd")
+# each findings field's kind, and the CSV suffixes of that kind
+KIND_SUFFIXES = {"rate": RATE_SUFFIXES, "number": NUMBER_SUFFIXES, "versus": VERSUS_SUFFIXES,
+                 "no_decoy": NO_DECOY_SUFFIXES}
+_KINDS = {"full_chain": "rate", "oracle": "rate", "shorter": "rate", "fixed": "rate",
+          "decoy_shortened": "rate", "decoy_reached": "rate", "shorter_vs_decoy": "versus",
+          "fixed_vs_decoy": "versus", "no_decoy": "no_decoy"}
+
+
+def suffixes_of(name: str) -> tuple[str, ...]:
+    """The CSV suffixes of a ``Findings`` field (the rest are means: ``NUMBER_SUFFIXES``)."""
+    return KIND_SUFFIXES[_KINDS.get(name, "number")]
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -59,6 +80,60 @@ class Rate:
                 "_high": _round(high)}
 
 
+def _p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
+
+@dataclass(frozen=True)
+class Versus:
+    """A finding and its decoy rate on the same samples, tested pairwise; shown ``gold 9/20
+    vs decoy 3/20; only 7 vs 1; Δ +30% [+9%, +48%]; p = 0.07: not distinguishable from
+    chance``. Sorts by the paired difference."""
+
+    paired: Paired
+
+    @property
+    def key(self) -> float | None:
+        return self.paired.difference
+
+    @property
+    def text(self) -> str:
+        p = self.paired
+        if p.interval is None or p.difference is None:
+            return "—"
+        low, high = p.interval
+        return (f"gold {p.gold}/{p.n} vs decoy {p.decoy}/{p.n}; only {p.gold_only} vs "
+                f"{p.decoy_only}; Δ {p.difference:+.0%} [{low:+.0%}, {high:+.0%}]; "
+                f"{_p_text(p.p_value)}: {p.conclusion}")
+
+    def csv(self) -> dict[str, Any]:
+        p = self.paired
+        low, high = p.interval or (None, None)
+        return {"": _round(p.difference), "_low": _round(low), "_high": _round(high),
+                "_p": float(f"{p.p_value:.4g}"), "_n": p.n, "_gold": p.gold, "_decoy": p.decoy,
+                "_gold_only": p.gold_only, "_decoy_only": p.decoy_only}
+
+
+@dataclass(frozen=True)
+class NoDecoy:
+    """Samples the control ran on that had no decoy to draw: outside its denominators."""
+
+    right: int
+    wrong: int
+    digits = 1  # a seed row's spread of the total
+
+    @property
+    def key(self) -> int:
+        return self.right + self.wrong
+
+    @property
+    def text(self) -> str:
+        return f"{self.key} ({self.right} right, {self.wrong} wrong)"
+
+    def csv(self) -> dict[str, Any]:
+        return {"": self.key, "_right": self.right, "_wrong": self.wrong}
+
+
 @dataclass(frozen=True)
 class Number:
     value: float | None
@@ -84,6 +159,7 @@ class Spread:
     percent: bool = False
     digits: int = 3
     of: int | None = None  # rates: the denominator, where every seed has the same
+    prefix: str = ""  # "Δ " for a paired test's difference
 
     @property
     def mean(self) -> float:
@@ -103,19 +179,19 @@ class Spread:
     @property
     def text(self) -> str:
         if self.percent:
-            return f"{self.mean:.1%} ± {self.sd:.1%}" + (
+            return f"{self.prefix}{self.mean:.1%} ± {self.sd:.1%}" + (
                 f" (n={self.of})" if self.of is not None else "")
-        return f"{self.mean:.{self.digits}f} ± {self.sd:.{self.digits}f}"
+        return f"{self.prefix}{self.mean:.{self.digits}f} ± {self.sd:.{self.digits}f}"
 
     def csv(self) -> dict[str, Any]:
         return {"": _round(self.mean, 6), "_sd": _round(self.sd, 6)}
 
 
 def spread(values: list[float | None], percent: bool = False, digits: int = 3,
-           of: int | None = None) -> Spread | None:
+           of: int | None = None, prefix: str = "") -> Spread | None:
     """The spread of the values present; None when none is."""
     present = tuple(v for v in values if v is not None)
-    return Spread(present, percent, digits, of) if present else None
+    return Spread(present, percent, digits, of, prefix) if present else None
 
 
 def _mean(total: int, count: int) -> float | None:
@@ -137,6 +213,11 @@ class Findings:
     edits: Any
     evaluations: Any
     evaluated_layers: Any
+    # the paired tests (Versus, or Spread of the difference over seeds) and the samples
+    # without a decoy: None without a decoy control
+    shorter_vs_decoy: Any = None
+    fixed_vs_decoy: Any = None
+    no_decoy: Any = None
     seeds: int = 1
 
     @property
@@ -146,7 +227,9 @@ class Findings:
     @classmethod
     def from_summary(cls, s: Summary) -> Findings:
         n, layers = s.samples, s.num_layers
-        decoy = s.decoy_full_right + s.decoy_full_wrong > 0
+        # the control ran (on samples with a decoy, or on samples it found none for)
+        decoy = s.decoy_full_right + s.decoy_full_wrong + s.no_decoy_right + s.no_decoy_wrong > 0
+        shorter, fixed = s.paired_shorter(), s.paired_fixed()
         return cls(
             samples=n, full_chain=Rate(s.right, n), oracle=Rate(s.oracle_correct, n),
             shorter=Rate(s.right_shortened, s.right) if s.oracle else None,
@@ -159,6 +242,9 @@ class Findings:
             edits=Number(_mean(s.total_edits, s.edit_samples), 2),
             evaluations=Number(_mean(s.total_evaluations, n), 2),
             evaluated_layers=Number(_mean(s.total_evaluated_layers, s.cost_samples), 1),
+            shorter_vs_decoy=Versus(shorter) if shorter is not None else None,
+            fixed_vs_decoy=Versus(fixed) if fixed is not None else None,
+            no_decoy=NoDecoy(s.no_decoy_right, s.no_decoy_wrong) if decoy else None,
         )
 
     @classmethod
@@ -195,10 +281,14 @@ class Findings:
                 continue
             stats = [getattr(p, f.name) for p in parts]
             rates = [s for s in stats if isinstance(s, Rate) and s.n]
-            digits = next((s.digits for s in stats if isinstance(s, Number)), 3)
-            whole = {s.n for s in rates}
-            values[f.name] = spread([None if s is None else s.key for s in stats], bool(rates),
-                                    digits, whole.pop() if len(whole) == 1 else None)
+            # a paired test over seeds: the spread of its difference, in percent
+            paired = [s.paired for s in stats if isinstance(s, Versus) and s.paired.n]
+            digits = next((s.digits for s in stats if isinstance(s, (Number, NoDecoy))), 3)
+            whole = {s.n for s in rates + paired}
+            values[f.name] = spread([None if s is None else s.key for s in stats],
+                                    bool(rates or paired), digits,
+                                    whole.pop() if len(whole) == 1 else None,
+                                    "Δ " if paired else "")
         counts = {p.samples for p in parts}
         return cls(samples=counts.pop() if len(counts) == 1 else None, seeds=len(parts),
                    **values)
@@ -222,5 +312,6 @@ def findings_of(row: Any, task: str | None = None) -> Findings | None:
         return None
     if found is not None and not row.oracle:  # no gold chose its chains: nothing found
         found = replace(found, shorter=None, fixed=None, decoy_shortened=None,
-                        decoy_reached=None)
+                        decoy_reached=None, shorter_vs_decoy=None, fixed_vs_decoy=None,
+                        no_decoy=None)
     return found

@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 ORACLE_NOTE = ("oracle: each sample's chain was searched with that sample's gold answer as "
                "the reward, so its accuracy is an upper bound, not a fair score")
 ORACLE_HEADING = "Oracle search (upper bounds, ranked apart)"
-TASK_HEADING = "Findings per task (counts and Wilson 95% intervals, from the per-sample records)"
+TASK_HEADING = ("Findings per task (counts and Wilson 95% intervals, paired tests against the "
+                "decoy, from the per-sample records)")
 DEPTH_NOTE = ("depth_<task>: the main metric against mean executed depth (layers run / layers), "
               "one series per kind: full model, static chain, pruning baseline, router (at its "
               "executed depth, feature layers included) and oracle (an upper bound, at its "

@@ -33,15 +33,15 @@ from typing import Any
 
 from lm_eval_cola.chain import format_chain
 from lm_eval_cola.errors import UserError
+from lm_eval_cola.identity import NEUTRAL_ARGS, EvalIdentity
 from lm_eval_cola.records import Record, latest_per_sample, read_records
+
+# NEUTRAL_ARGS (model_args that never change a result, left out when deciding which files
+# make one row) lives in identity.py: one list, shared with compare's and table1's checks.
 
 logger = logging.getLogger(__name__)
 
 RESULTS_GLOB = "results*.json"
-# model_args that never change a result: left out when deciding which files make one row.
-NEUTRAL_ARGS = frozenset({"device", "batch_size", "max_batch_size", "records",
-                          "prefix_cache_bytes", "search_batch", "fast", "parallelize",
-                          "trust_remote_code"})
 
 
 FULL_MODEL, STATIC_CHAIN, PRUNING, ROUTER, ORACLE = (
@@ -97,13 +97,17 @@ class RunFile:
     source_method: str | None = None  # the chain file's method (cola_chain_source)
     # a router's depth a deployment pays (its chains plus the feature layers they skip)
     executed_depth_ratio: float | None = None
+    # the prompt and decoding settings (chat template, few-shot, gen_kwargs, ...)
+    evaluation: EvalIdentity = field(default_factory=EvalIdentity)
 
     @property
     def key(self) -> tuple[Any, ...]:
-        """Files with the same key are one row (one run split over files, or re-runs)."""
+        """Files with the same key are one row (one run split over files, or re-runs);
+        runs under other prompts or decoding are other rows."""
         args = {k: v for k, v in self.model_args.items() if k not in NEUTRAL_ARGS}
         return (self.model, self.kind, self.variant, self.oracle, self.lm_eval_model,
-                json.dumps(args, sort_keys=True, default=str), json.dumps(self.limit))
+                json.dumps(args, sort_keys=True, default=str), json.dumps(self.limit),
+                self.evaluation.key)
 
     @property
     def order(self) -> tuple[float, float, str]:
@@ -357,6 +361,7 @@ def read_run_file(path: Path) -> RunFile:
         settings=dict(config.get("cola_settings") or {}), owner=task_owners(data, tasks),
         oracle_metric=metric, oracle_filter=filt, series_kind=series_kind(config),
         source_method=chain_source_method(config), executed_depth_ratio=executed,
+        evaluation=EvalIdentity.from_results(data),
     )
 
 

@@ -6,7 +6,10 @@ results files' rounded shares: the original row is the full chain's accuracy (se
 ``none``), the search rows are oracle accuracy (the gold answer chose each sample's chain,
 an upper bound, marked as such). The findings table beside it gives, per row and dataset,
 the two findings and their chance control (``control=decoy``), each as ``k/n = share
-[Wilson 95% interval]``, and the depth of the best chains. Pure: no model, no lm-eval.
+[Wilson 95% interval]``, each finding beside its control by the paired test on the samples
+with a decoy (``findings.Versus``: discordant pairs, exact McNemar, the paired difference with
+Newcombe's interval, and the conclusion it draws), the samples without a decoy, and the
+depth of the best chains. Pure: no model, no lm-eval.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from lm_eval_cola.records import Record
-from lm_eval_cola.reports.findings import Findings, Rate
+from lm_eval_cola.reports.findings import Findings, Rate, suffixes_of
 from lm_eval_cola.reports.render import _md_table, asset, write_csv
+from lm_eval_cola.reports.tables import PAIRED_NOTE
 from lm_eval_cola.summary import Summary
 
 # (key, label) of Table 1's rows, in the paper's order; key is the search's action set.
@@ -30,8 +34,11 @@ FINDINGS = (("Samples", "samples", "samples"), ("Full chain", "full_chain", "ful
             ("Oracle acc", "oracle", "oracle_accuracy"),
             ("Shorter when right", "shorter", "shorter_when_right"),
             ("Decoy shortened (right)", "decoy_shortened", "decoy_shortened_when_right"),
+            ("Shorter vs decoy (paired)", "shorter_vs_decoy", "shorter_vs_decoy"),
             ("Fixed when wrong", "fixed", "fixed_when_wrong"),
             ("Decoy reached (wrong)", "decoy_reached", "decoy_reached_when_wrong"),
+            ("Fixed vs decoy (paired)", "fixed_vs_decoy", "fixed_vs_decoy"),
+            ("No decoy", "no_decoy", "no_decoy_samples"),
             ("Depth", "depth", "depth_ratio"),
             ("Depth shortened", "depth_shortened", "depth_ratio_shortened"),
             ("Depth fixed", "depth_fixed", "depth_ratio_fixed"),
@@ -41,8 +48,8 @@ NOTE = ("Original: the full chain's accuracy. Other rows are ORACLE numbers: eac
         "deployable score). k/n = share [Wilson 95% interval]. Shorter when right: the full "
         "chain is right and a shorter correct chain was found; fixed when wrong: the full "
         "chain is wrong and some chain is right. Decoy: the same search toward a wrong "
-        "answer (control=decoy), its rates on the same samples: how often chance alone "
-        "'finds' such a chain.")
+        "answer (control=decoy), its rates over the samples with a decoy: how often chance "
+        "alone 'finds' such a chain.")
 
 
 @dataclass
@@ -113,17 +120,22 @@ def findings_table(table: Table1) -> tuple[list[str], list[list[str]]]:
     return head, body
 
 
-RATES = {"full_chain", "oracle", "shorter", "decoy_shortened", "fixed", "decoy_reached"}
 RATE_PARTS = ("", "_k", "_n", "_low", "_high")
+
+
+def _parts(attr: str) -> tuple[str, ...]:
+    """A findings field's CSV suffixes; Table 1 has no seed rows, so no ``_sd``."""
+    return tuple(s for s in suffixes_of(attr) if s != "_sd")
 
 
 def csv_lines(table: Table1) -> tuple[list[str], list[list[Any]]]:
     """One line per row and task: the main cell's counts and interval, then the findings
-    (a rate as share, k, n and interval; a mean as one number; empty where absent)."""
+    (a rate as share, k, n and interval; a paired test as difference, interval, p and
+    counts; a mean as one number; empty where absent)."""
     head = ["row", "label", "oracle", "task", "samples",
             *(f"accuracy{p}" for p in RATE_PARTS)]
     for _, attr, name in FINDINGS[1:]:
-        head += [f"{name}{p}" for p in RATE_PARTS] if attr in RATES else [name]
+        head += [f"{name}{p}" for p in _parts(attr)]
     body: list[list[Any]] = []
     for row in table.rows:
         for task, found in row.by_task.items():
@@ -134,8 +146,7 @@ def csv_lines(table: Table1) -> tuple[list[str], list[list[Any]]]:
             for _, attr, _name in FINDINGS[1:]:
                 stat = getattr(found, attr)
                 numbers = stat.csv() if stat is not None else {}
-                parts = RATE_PARTS if attr in RATES else ("",)
-                line += [numbers.get(p) for p in parts]
+                line += [numbers.get(p) for p in _parts(attr)]
             body.append(line)
     return head, body
 
@@ -150,7 +161,15 @@ def to_markdown(table: Table1) -> str:
     if body:
         lines += ["## Findings and their chance control", ""]
         lines += _md_table(head, [[(text, None) for text in line] for line in body]) + [""]
+        note = _paired_note(table)
+        lines += [note, ""] if note else []
     return "\n".join(lines)
+
+
+def _paired_note(table: Table1) -> str | None:
+    """How the findings are set against the decoy: where some row ran the control."""
+    decoy = any(f.has_decoy for row in table.rows for f in row.by_task.values())
+    return PAIRED_NOTE if decoy else None
 
 
 def _html_rows(head: list[str], body: list[list[str]]) -> list[str]:
@@ -177,6 +196,8 @@ def to_html(table: Table1) -> str:
     if body:
         parts.append("<h2>Findings and their chance control</h2>")
         parts += _html_rows(head, body)
+        note = _paired_note(table)
+        parts += [f"<p>{html.escape(note)}</p>"] if note else []
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -8,8 +8,10 @@
 - ``layer_lines``: layer use in each oracle row's best chains, per seed (``layers_<task>.csv``).
 
 A finding is shown with its denominator and Wilson 95% interval (``findings.Rate``), the
-decoy control's rate beside it where some row of the table has one; a seed row's values are
-mean ± sd over its seeds.
+decoy control's rate beside it where some row of the table has one, then the paired test of
+the two on the samples with a decoy (``findings.Versus``: the conclusion comes from it, never
+from overlapping intervals) and the samples without a decoy; a seed row's values are mean ±
+sd over its seeds.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ from typing import Any
 
 from lm_eval_cola.reports.board import Board, Row
 from lm_eval_cola.reports.findings import (
-    NUMBER_SUFFIXES,
-    RATE_SUFFIXES,
     Findings,
     Number,
     Spread,
     findings_of,
+    suffixes_of,
 )
 from lm_eval_cola.reports.plots import layer_counts
 from lm_eval_cola.reports.runs import TaskScore
@@ -33,23 +34,37 @@ from lm_eval_cola.reports.runs import TaskScore
 Cell = tuple[str, Any]
 TEXT_COLUMNS = 3  # Model/Task, Model, Variant...: left-aligned, sorted as text
 DEPLOYABLE_TEXT_COLUMNS = 4  # the deployable table's: Model, Variant, Kind, Settings
-# (header, Findings field, CSV name, is a rate); decoy columns only where a row has a decoy
+# (header, Findings field, CSV name); decoy columns only where a row has a decoy. A finding
+# over all samples, its decoy rate, then the two paired on the samples with a decoy.
 FINDING_COLUMNS = [
-    ("Oracle acc", "oracle", "oracle_accuracy", True),
-    ("Shorter when right", "shorter", "shorter_when_right", True),
-    ("Decoy shortened (right)", "decoy_shortened", "decoy_shortened_when_right", True),
-    ("Fixed when wrong", "fixed", "fixed_when_wrong", True),
-    ("Decoy reached (wrong)", "decoy_reached", "decoy_reached_when_wrong", True),
-    ("Depth", "depth", "depth_ratio", False),
-    ("Depth shortened", "depth_shortened", "depth_ratio_shortened", False),
-    ("Depth fixed", "depth_fixed", "depth_ratio_fixed", False),
-    ("Edits", "edits", "mean_edits", False),
-    ("Evals/sample", "evaluations", "evaluations_per_sample", False),
-    ("Layers/sample", "evaluated_layers", "evaluated_layers_per_sample", False),
+    ("Oracle acc", "oracle", "oracle_accuracy"),
+    ("Shorter when right", "shorter", "shorter_when_right"),
+    ("Decoy shortened (right)", "decoy_shortened", "decoy_shortened_when_right"),
+    ("Shorter vs decoy (paired)", "shorter_vs_decoy", "shorter_vs_decoy"),
+    ("Fixed when wrong", "fixed", "fixed_when_wrong"),
+    ("Decoy reached (wrong)", "decoy_reached", "decoy_reached_when_wrong"),
+    ("Fixed vs decoy (paired)", "fixed_vs_decoy", "fixed_vs_decoy"),
+    ("No decoy", "no_decoy", "no_decoy_samples"),
+    ("Depth", "depth", "depth_ratio"),
+    ("Depth shortened", "depth_shortened", "depth_ratio_shortened"),
+    ("Depth fixed", "depth_fixed", "depth_ratio_fixed"),
+    ("Edits", "edits", "mean_edits"),
+    ("Evals/sample", "evaluations", "evaluations_per_sample"),
+    ("Layers/sample", "evaluated_layers", "evaluated_layers_per_sample"),
 ]
-DECOY_FIELDS = ("decoy_shortened", "decoy_reached")
-CSV_FINDINGS = [("full_chain_accuracy", "full_chain", True)] + [
-    (name, attr, rate) for _, attr, name, rate in FINDING_COLUMNS]
+DECOY_FIELDS = ("decoy_shortened", "decoy_reached", "shorter_vs_decoy", "fixed_vs_decoy",
+                "no_decoy")
+CSV_FINDINGS = [("full_chain_accuracy", "full_chain")] + [
+    (name, attr) for _, attr, name in FINDING_COLUMNS]
+# The paired test's rule, stated wherever its columns are.
+PAIRED_NOTE = (
+    "X vs decoy (paired): the finding and its decoy rate on the same samples (those with a "
+    "decoy), as per-sample pairs: gold k/n vs decoy k/n; only: the discordant pairs (gold "
+    "only vs decoy only), which decide; Δ: the paired difference gold − decoy with "
+    "Newcombe's 95% interval (1998, method 10); p: exact McNemar. A finding is above "
+    "chance only where p < 0.05 and the interval excludes 0, never by overlapping "
+    "intervals. No decoy: samples the control ran on without a decoy to draw, outside the "
+    "decoy's denominators.")
 
 
 def fmt_value(value: float | None, digits: int = 4) -> str:
@@ -89,7 +104,7 @@ def stat_cell(stat: Any) -> Cell:
     return ("—", None) if stat is None else (stat.text, stat.key)
 
 
-def finding_columns(found: list[Findings | None]) -> list[tuple[str, str, str, bool]]:
+def finding_columns(found: list[Findings | None]) -> list[tuple[str, str, str]]:
     decoy = any(f is not None and f.has_decoy for f in found)
     return [c for c in FINDING_COLUMNS if decoy or c[1] not in DECOY_FIELDS]
 
@@ -138,7 +153,7 @@ def board_table(board: Board, oracle: bool) -> tuple[list[str], list[list[Cell]]
                           score.value if score else None))
         cells.append((fmt_average(row), row.average))
         if oracle:
-            cells += [stat_cell(getattr(found[number], attr)) for _, attr, _, _ in columns]
+            cells += [stat_cell(getattr(found[number], attr)) for _, attr, _ in columns]
         else:
             cells.append((fmt_value(row.depth_ratio, 3), row.depth_ratio))
             if executed:  # what a deployment runs: a router's chains and its feature layers
@@ -178,7 +193,7 @@ def task_table(board: Board) -> tuple[list[str], list[list[Cell]]]:
     for task, row, found in entries:
         body.append([(task, task), (row.model, row.model), (row.label, row.label),
                      _samples_cell(found), stat_cell(found.full_chain),
-                     *(stat_cell(getattr(found, attr)) for _, attr, _, _ in columns)])
+                     *(stat_cell(getattr(found, attr)) for _, attr, _ in columns)])
     return head, body
 
 
@@ -206,14 +221,18 @@ def notes(board: Board) -> list[str]:
             "and a strictly shorter correct chain found. Fixed when wrong: full chain wrong and "
             "some chain right. Decoy (chance control, where the run has one): the same search "
             "toward a wrong answer; reached (wrong) and shortened (right, a chain shorter than "
-            "the full chain answers the decoy) are its rates on the same samples. "
+            "the full chain answers the decoy) are its rates over the samples with a decoy. "
             "Depth shortened / fixed: depth of those samples' best chains. Edits: "
             "mean edit distance of the best chain from the full chain. Layers/sample: layers "
             "evaluated per sample (the search's cost). The per-task table is the main one; the "
             "oracle table pools a row's tasks.")
+    if any(f.has_decoy for _, _, f in task_findings(board)):
+        lines.append(PAIRED_NOTE)
     if any(r.members for r in board.rows):
         lines.append("N seeds: mean ± sd over the seeds (sample standard deviation), of the "
-                     "metrics and of the findings.")
+                     "metrics and of the findings; of a paired test, of its difference Δ "
+                     "(the seeds search the same samples: their pairs are not pooled into "
+                     "one test; each seed's run has its own).")
     if any(r.missing_tasks for r in board.rows):
         lines.append("† averaged over fewer tasks: the row lacks some task.")
     return lines
@@ -222,24 +241,22 @@ def notes(board: Board) -> list[str]:
 # ---------------------------------------------------------------------------- csv
 
 
-def _stat_csv(stat: Any, rate: bool) -> list[Any]:
-    suffixes = RATE_SUFFIXES if rate else NUMBER_SUFFIXES
+def _stat_csv(stat: Any, attr: str) -> list[Any]:
     values = {} if stat is None else stat.csv()
-    return [values.get(s) for s in suffixes]
+    return [values.get(s) for s in suffixes_of(attr)]
 
 
 def _stats_header(prefix: str = "") -> list[str]:
-    return [f"{prefix}{name}{s}" for name, _, rate in CSV_FINDINGS
-            for s in (RATE_SUFFIXES if rate else NUMBER_SUFFIXES)]
+    return [f"{prefix}{name}{s}" for name, attr in CSV_FINDINGS for s in suffixes_of(attr)]
 
 
 def _stats_cells(found: Findings | None, row: Row | None = None) -> list[Any]:
     cells: list[Any] = []
-    for _, attr, rate in CSV_FINDINGS:
+    for _, attr in CSV_FINDINGS:
         stat = None if found is None else getattr(found, attr)
         if row is not None and attr in ("depth", "evaluations") and not isinstance(stat, Spread):
             stat = Number(row.depth_ratio if attr == "depth" else row.evaluations)
-        cells += _stat_csv(stat, rate)
+        cells += _stat_csv(stat, attr)
     return cells
 
 

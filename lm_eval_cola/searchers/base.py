@@ -93,11 +93,15 @@ class Ledger:
     distinct chains ever stored.
     """
 
-    def __init__(self, num_layers: int, budget: int) -> None:
+    def __init__(self, num_layers: int, budget: int, stop_as_right: bool | None = None) -> None:
         check_int("num_layers", num_layers, 1)
         check_int("budget", budget, 1)
         self.num_layers = num_layers
         self.budget = budget
+        # Which early-stop rule applies (see `stops_as_right`): None, the full chain's own
+        # outcome decides (every real search); a bool, the caller fixes it (a search
+        # toward another target, e.g. the decoy, stops under the rule of the real search).
+        self.stop_as_right = stop_as_right
         self.seen: dict[Chain, Outcome] = {}  # in evaluation order
 
     @property
@@ -199,6 +203,9 @@ class SearchResult:
     # The correct chains on the (shorter, higher score) Pareto front, shortest first (see
     # `pareto_front`); its first chain is `best_chain`. Empty when no chain was correct.
     pareto: list[Chain] = field(default_factory=list)
+    # What a reader of the result should know about how the search went, for its record
+    # (e.g. mcts mode deep: {"root_scan": 56, "root_scan_exceeds_budget": False}). JSON-able.
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 # A searcher's run over one sample: yields lists of new chains, is sent their outcomes (same
@@ -265,6 +272,14 @@ def early_stop_hit(
     return not full_correct or len(chain) <= num_layers - min_shorter
 
 
+def stops_as_right(ledger: Ledger, full_outcome: Outcome) -> bool:
+    """The `full_correct` that `early_stop_hit` takes: the ledger's `stop_as_right` where
+    the caller set one, else whether the full chain itself is correct. A decoy search on a
+    sample the full chain gets right is so held to the real search's rule (stop only at a
+    hit `min_shorter` shorter), though its full chain never answers the decoy."""
+    return full_outcome.correct if ledger.stop_as_right is None else ledger.stop_as_right
+
+
 def begin(ledger: Ledger, keep_correct: int) -> Asks[Outcome]:
     """Start a search: check the arguments, then ask for the full chain (always first).
 
@@ -274,7 +289,9 @@ def begin(ledger: Ledger, keep_correct: int) -> Asks[Outcome]:
     return (yield from ledger.ask(ledger.full))
 
 
-def make_result(ledger: Ledger, keep_correct: int, stopped_early: bool) -> SearchResult:
+def make_result(
+    ledger: Ledger, keep_correct: int, stopped_early: bool, notes: dict[str, Any] | None = None
+) -> SearchResult:
     """The search's result from what the ledger holds (asks for nothing)."""
     full = ledger.full
     best, others = pick_best(ledger.seen, full)
@@ -286,6 +303,7 @@ def make_result(ledger: Ledger, keep_correct: int, stopped_early: bool) -> Searc
         correct_chains=others[:keep_correct],
         stopped_early=stopped_early,
         pareto=pareto_front(ledger.seen),
+        notes=dict(notes or {}),
     )
     log.debug(
         "search done: best %s (%d layers) after %d evaluations", best, len(best), result.evaluations
@@ -325,10 +343,13 @@ class Searcher(ABC):
         """The effective settings, defaults filled in, for records."""
         return asdict(self.settings)
 
-    def start(self, num_layers: int, seed: int, keep_correct: int = 5) -> tuple[Ledger, SearchRun]:
-        """A fresh ledger with this searcher's `budget`, and the search run over it."""
+    def start(self, num_layers: int, seed: int, keep_correct: int = 5,
+              stop_as_right: bool | None = None) -> tuple[Ledger, SearchRun]:
+        """A fresh ledger with this searcher's `budget`, and the search run over it.
+        `stop_as_right`: which early-stop rule applies (see `stops_as_right`); None, the
+        full chain's own outcome decides."""
         check_int("keep_correct", keep_correct, 0)  # here too, so the error comes at once
-        ledger = Ledger(num_layers, self.settings.budget)
+        ledger = Ledger(num_layers, self.settings.budget, stop_as_right)
         return ledger, self.search(ledger, seed, keep_correct)
 
     def __repr__(self) -> str:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lm_eval_cola.searchers.actions import Action, ActionSpace, Move
-from lm_eval_cola.searchers.base import Asks, Chain, Ledger, Outcome
+from lm_eval_cola.searchers.base import Chain, Ledger, Outcome
 
 
 def graded_reward(score: float) -> float:
@@ -91,10 +91,8 @@ class DeepTree:
         self.gains: dict[tuple, list[float]] = {}  # edit key -> [sum of gains, tries]
         self.scan = 0  # the root's single-layer moves
 
-    def simulate(self) -> Asks[tuple[Node, Outcome]]:
-        """One simulation: (the node evaluated, its outcome)."""
-        node = self._select()
-        outcome = yield from self.ledger.ask(node.chain)  # a done node: from the memo, free
+    def tell(self, node: Node, outcome: Outcome) -> None:
+        """Back a selected node's outcome up; a new node's edit gain is recorded."""
         if node.visits == 0:
             node.reward = self.searcher.reward(outcome)
             node.correct = outcome.correct
@@ -103,9 +101,10 @@ class DeepTree:
                 gain[0] += node.reward - node.parent.reward
                 gain[1] += 1
         self.searcher._backprop(node, node.reward)
-        return node, outcome
 
-    def _select(self) -> Node:
+    def select(self) -> Node:
+        """One simulation's selection: the node to evaluate (a done node: re-read from the
+        memo, free). Its outcome goes to `tell` (parallel.py runs the two)."""
         s, node = self.s, self.root
         num_layers = self.ledger.num_layers
         while True:

@@ -2,59 +2,70 @@
 
 A preset is applied before the explicit settings, which override it
 (`searcher=mcts,protocol=cola,budget=50` is the cola protocol at 50 evaluations), and the
-name stays in the settings, so records say which protocol a run followed. A searcher takes
-the preset's settings it has: for `random` and `greedy` that is the action space, the budget
-and early stop, which makes `searcher=random,protocol=cola` the paper's space searched at
-random at the same cost, the control for `searcher=mcts,protocol=cola`.
+name stays in the settings, so records say which protocol a run followed (records keep every
+setting, so a record written before a preset changed still says what it ran). A searcher
+takes the preset's settings it has: for `random` and `greedy` that is the action space, the
+budget and early stop, which makes `searcher=random,protocol=cola` the paper's space searched
+at random at the same cost, the control for `searcher=mcts,protocol=cola`.
+
+docs/protocols.md lists every preset's departures from its source, one line each; in short:
 
 `cola` -- "Skip a Layer or Loop it? Test-Time Depth Adaptation of Pretrained LLMs" (Li, Li,
-Zhou 2025), the paper as written: actions skip and loop of blocks of k = 1..4 positions,
-loops run r = 1..4 more times (Table 1's CoLa column; `actions=skip` / `actions=loop` give
-its skip-only and recurrence-only columns); 200 simulations; selection by
-UCB(P) = Q/v + c*sqrt(ln V / v) - lambda*|P|/L with lambda = 5; a random unexplored child
-with probability 0.1; the Pareto-optimal correct paths are returned (`SearchResult.pareto`,
-which every searcher fills). Where the paper is silent this preset uses mcts's deep mode
-(mcts.py, mcts_deep.py): how a node with ~600 children is widened (a root scan of the
-single-layer edits, progressive widening, expansion ordered by predicted gain), Q as the
-best reward in a subtree, c = 0 (the paper writes c but gives no value; in the deep mode any
-exploration bonus spreads simulations over siblings that score alike, and exploration comes
-from widening and the 0.1 random unexplored child), and no early stop (it returns a Pareto
-set, so it spends its budget). Departures: Q is the graded reward ((score + 0.5) / 2: 0/1
-correctness plus the gold's log-likelihood margin, so every correct chain still outranks
-every wrong one) instead of bare 0/1 correctness, because with 0/1 rewards all wrong chains
-tie and the statistics cannot lead the search towards a fix; "200 simulations" is
-`budget=200` distinct evaluations (a simulation that reaches a chain already evaluated
-along another path costs nothing here and is not counted). Measured on the planted-chain
-fake of tests/test_mcts_deep.py it finds the chain in 27 of 40 seeds, against 40 of 40 for
-`mode=deep` with its own defaults (lambda 3, no random child): the random children cost
-evaluations, and lambda = 5 weighs a layer more than most edits gain.
+Zhou 2025, arXiv 2507.07996), its MCTS with nothing added: mcts `mode=cola` (mcts.py):
+descend by UCB(P) = Q/v + c*sqrt(ln V / v) - lambda*|P|/L (Q the sum of the 0/1 correctness
+rewards backed up through P, v its visits, V its parent's), lambda = 5; at a node with
+untried moves, with probability 0.1 (and always at a node with no child yet) expand a random
+unexplored child instead; skip and loop of blocks of k = 1..4 layers; 200 simulations; no
+early stop, the Pareto-optimal correct chains returned. The paper gives no value for c:
+c = sqrt(2), the UCB1 constant (Auer, Cesa-Bianchi, Fischer 2002, used by UCT, Kocsis &
+Szepesvari 2006) and the value PoLar, the paper's later version by the same group, uses.
+Interpretations: the paper's r (1..4) counts a looped block's runs in all, so
+`loop_repeats=1+2+3` (extra runs; r = 1 is the unchanged chain); a simulation is one new
+chain evaluated (`budget=200`, the full chain included; a chain reached again is free).
+Departure: chains are capped at 2L layers (`max_len`, the project's default; the paper's
+text, as this project read it, gives no cap).
+
+`cola-deep` -- this project's deep search on the paper's space (mcts `mode=deep`,
+mcts_deep.py): what `protocol=cola` meant before, unchanged (records of those runs say
+`protocol: cola` with these settings). Graded reward, Q the best reward in a subtree, c = 0,
+a root scan of the ~2L single-layer edits, progressive widening, expansion by predicted
+gain, loops of 1..4 extra runs. A budget that cannot finish the root scan is warned of once
+and noted in each result (`SearchResult.notes`, the record's `search_notes`).
 
 `drllm` -- the public data-generation code of Dr.LLM ("Dynamic Layer Routing in LLMs",
-Heakl et al. 2025), which this project's `mcts` followed from the start: 200 simulations,
-c = 1.8, lambda = 3 in the UCB, skip 1 or 2 positions, repeat one position once, the
-descend-to-leaf walk (a node never gets a second child), a random child with probability
-0.1, 0/1 reward, early stop on the first fix of a wrong full chain or on a correct chain at
-least 2 layers shorter than a right one. It is exactly `searcher=mcts,descend_to_leaf=True`;
-no departure.
+Heakl et al. 2025), which this project's `mcts` followed from the start: exactly
+`searcher=mcts,descend_to_leaf=True`.
 
 `polar` -- the MCTS of PoLar ("Skip a Layer or Loop It? Learning Program-of-Layers in LLMs",
-the later version of the paper): 100 simulations (`budget=100`), lambda = 5, exploration
-sqrt(2 ln(N_root + 1) / n) (`exploration=root`, c = sqrt(2)), skip and loop where blocks of
-2-4 layers are allowed only at the root and single layers below it (`root_block_sizes`),
-at most 2 copies of a layer (`max_copies=2`, so a loop runs a layer once more), a leaf
-expands all its children and evaluates one of them at random (`mode=expand_all`), no early
-stop. Its per-model length bounds are `min_len` / `max_len`, which the preset leaves as
-given (set them per model). Departures: the reward is 0/1 correctness and lambda is charged
-in the UCB as in cola's formula, which PoLar's text does not spell out; no random-child
-step (it names none).
+arXiv 2606.06574, the later version of the paper): `mode=expand_all`, 100 simulations,
+lambda = 5, exploration sqrt(2 ln(N_root + 1) / n), blocks of 2-4 at the root only, at most
+2 copies of a layer; its per-model length bounds are left to `min_len` / `max_len`.
 """
 
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+# The paper gives no value for its exploration constant c: UCB1's (see the docstring).
+COLA_C = math.sqrt(2.0)
+
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "cola": {
+        "budget": 200,
+        "mode": "cola",
+        "reward": "correct",
+        "actions": ("skip", "loop"),
+        "block_sizes": (1, 2, 3, 4),
+        "loop_repeats": (1, 2, 3),  # extra runs: the paper's r = 2..4 runs in all
+        "length_penalty": 5.0,
+        "exploration": "parent",
+        "c": COLA_C,
+        "random_prob": 0.1,
+        "early_stop": False,
+    },
+    # What `cola` was until the paper's protocol took its name; keep it exactly as it was,
+    # so runs under either name compare.
+    "cola-deep": {
         "budget": 200,
         "mode": "deep",
         "reward": "graded",

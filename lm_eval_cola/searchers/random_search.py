@@ -6,8 +6,15 @@ uniformly among the distinct chains one action away), in the action space of the
 actions.py). Same budget meaning and early-stop rule as `mcts`, so the two are comparable
 at equal cost.
 
-It asks for one chain at a time, so it never spends an evaluation past an early stop;
-batching across samples is the caller's job (see base.py).
+By default it asks for one chain at a time, so it never spends an evaluation past an
+early stop; batching across samples is the caller's job (see base.py). `parallel=W` asks a
+round of W chains at once (fewer where the budget or the draws left are fewer): the next
+draws of the same random sequence, a draw already evaluated or already in the round
+skipped (it costs a draw, as before). After the round's outcomes the early stop is checked
+in draw order; the round's other chains are spent all the same, and the result is the
+rules' (base.py) over every chain evaluated. So W = 1 is the sequence of before, and a
+larger W draws the same chains while the search goes on, but may pass an early stop by up
+to W - 1 evaluations.
 """
 
 import logging
@@ -25,6 +32,7 @@ from lm_eval_cola.searchers.base import (
     check_int,
     early_stop_hit,
     make_result,
+    stops_as_right,
 )
 
 log = logging.getLogger(__name__)
@@ -51,19 +59,25 @@ class RandomSearcher(Searcher):
         s = self.settings
         rng = random.Random(seed)
         space = s.action_space(ledger.num_layers)
-        full_correct = (yield from begin(ledger, keep_correct)).correct
+        stop_right = stops_as_right(ledger, (yield from begin(ledger, keep_correct)))
         draws_left = DRAWS_PER_EVALUATION * ledger.budget
+        width = check_int("parallel", s.parallel, 1)
         while ledger.remaining > 0 and draws_left > 0:
-            draws_left -= 1
-            chain = self._draw(ledger.full, rng, space)
-            if chain in ledger.seen:
-                continue  # known already: draw again
-            outcome = yield from ledger.ask(chain)
-            if s.early_stop and early_stop_hit(
-                chain, outcome, full_correct, ledger.num_layers, s.min_shorter
-            ):
-                log.debug("early stop at %s", chain)
-                return make_result(ledger, keep_correct, stopped_early=True)
+            round_: list[Chain] = []
+            while len(round_) < min(width, ledger.remaining) and draws_left > 0:
+                draws_left -= 1
+                chain = self._draw(ledger.full, rng, space)
+                if chain not in ledger.seen and chain not in round_:
+                    round_.append(chain)  # else known already: draw again
+            if not round_:
+                break  # the draws ran out
+            outcomes = yield from ledger.ask_many(round_)
+            for chain, outcome in zip(round_, outcomes, strict=True):
+                if s.early_stop and early_stop_hit(
+                    chain, outcome, stop_right, ledger.num_layers, s.min_shorter
+                ):
+                    log.debug("early stop at %s", chain)
+                    return make_result(ledger, keep_correct, stopped_early=True)
         return make_result(ledger, keep_correct, stopped_early=False)
 
     def _draw(self, chain: Chain, rng: random.Random, space: ActionSpace) -> Chain:

@@ -106,11 +106,18 @@ class ActionSettings(SearchSettings):
     block_sizes: tuple[int, ...] | None = None  # k: positions per skipped/looped/swapped block
     loop_repeats: tuple[int, ...] | None = None  # r: extra runs of a looped block
     max_copies: int | None = None  # no layer more often than this in a chain; None: any
+    # W: at most this many chains a search asks at once (one yield), so a batched forward
+    # holds up to W rows of a sample; `budget` keeps its meaning. 1 (mcts, random): one chain
+    # a round, the exact asks of before the setting. None (greedy only, its default): a
+    # whole pass at once, as before. How each searcher fills a round: its module docstring
+    # (mcts: parallel.py).
+    parallel: int | None = 1
 
     def check(self) -> None:
         super().check()
         if self.protocol is not None and self.protocol not in PROTOCOLS:
             raise _bad("protocol", self.protocol, ", ".join(sorted(PROTOCOLS)))
+        self.check_parallel()
         if self.paper_space:
             actions = self.actions if self.actions is not None else ("skip", "loop")
             self._set("actions", parse_actions("actions", actions))
@@ -119,6 +126,9 @@ class ActionSettings(SearchSettings):
                 self._set(name, parse_sizes(name, PAPER_SIZES if value is None else value))
         if self.max_copies is not None:
             check_int("max_copies", self.max_copies, 1)
+
+    def check_parallel(self) -> None:
+        check_int("parallel", self.parallel, 1)
 
     @property
     def paper_space(self) -> bool:
