@@ -9,8 +9,8 @@
 
 Naive: every evaluation runs lm-eval's own path under the chain (loglikelihood: a full
 forward per request with full logits; generation: ``generate`` from scratch, batch 1), as
-the paper's code does, one sample at a time. Fast: lm_eval_cola/fast.py (packed shared
-context, prefix reuse, scored-positions-only LM head) and lm_eval_cola/fast_generate.py
+the paper's code does, one sample at a time. Fast: lm_eval_cola/engine/fast.py (packed shared
+context, prefix reuse, scored-positions-only LM head) and lm_eval_cola/engine/fast_generate.py
 (generation: every pending chain of every sample in flight decoded side by side, one
 forward per step, prompt reuse, earlier answers as drafts), ``search_batch`` samples side
 by side. Prints evaluations/s for each, the ratio, whether both chose the same chains with
@@ -35,8 +35,8 @@ def build(task_name: str, limit: int, model_args: dict, max_gen_toks: int | None
     import lm_eval.tasks  # noqa: F401  (the start-up hook patches local data in)
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    from lm_eval_cola.calibrate import FEWSHOT_SEED
-    from lm_eval_cola.models import ColaHFLM
+    from lm_eval_cola.deploy.calibrate import FEWSHOT_SEED
+    from lm_eval_cola.harness.models import ColaHFLM
 
     lm = ColaHFLM(searcher="mcts", **model_args)
     task = get_task_dict([task_name], TaskManager())[task_name]
@@ -63,11 +63,11 @@ def run_search(lm, samples, fast: bool, budget: int, search_batch: int = 1,
     import dataclasses
     import pstats
 
-    from lm_eval_cola.fast_generate import DECODE_STATS
-    from lm_eval_cola.runner import ChainRunner, Evaluations
-    from lm_eval_cola.scheduler import run_searches
-    from lm_eval_cola.search import Sample, SampleSearch
-    from lm_eval_cola.searchers import get_searcher
+    from lm_eval_cola.engine.fast_generate import DECODE_STATS
+    from lm_eval_cola.engine.runner import ChainRunner, Evaluations
+    from lm_eval_cola.search.driver import Sample, SampleSearch
+    from lm_eval_cola.search.scheduler import run_searches
+    from lm_eval_cola.search.searchers import get_searcher
 
     lm.searcher = get_searcher("mcts", budget=budget, max_len=lm.max_chain_length)
     runner = ChainRunner(lm, fast, lm.cola.prefix_cache_bytes,
@@ -122,7 +122,7 @@ def fixed_chain_times(lm, samples, depths, repeats: int = 5, together: bool = Tr
     a time. Depths alternate within each repeat, so drift in machine speed hits all
     alike; the best repeat counts."""
     from lm_eval_cola.compat.lm_eval_private import encode_pair
-    from lm_eval_cola.fast import SampleScorer, pack, score_many
+    from lm_eval_cola.engine.fast import SampleScorer, pack, score_many
 
     total = lm.num_layers
     packed = [pack([encode_pair(lm, *r.args) for r in requests], lm.max_length)
@@ -148,8 +148,8 @@ def identity_vs_hf(lm, samples, repeats: int = 3) -> tuple[float, float]:
     ``--model hf`` runs) and under the identity chain (what ``cola_hf`` runs), alternated."""
     from lm_eval.models.huggingface import HFLM
 
-    from lm_eval_cola.chain import full_chain
-    from lm_eval_cola.engine import chain_applied
+    from lm_eval_cola.chains.syntax import full_chain
+    from lm_eval_cola.engine.apply import chain_applied
 
     requests = [r for sample in samples for r in sample]
     plain, chained = float("inf"), float("inf")

@@ -11,10 +11,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from lm_eval_cola.chain import parse_chain
-from lm_eval_cola.records import Record
-from lm_eval_cola.stats import wilson
-from lm_eval_cola.summary import Summary
+from lm_eval_cola.chains.syntax import parse_chain
+from lm_eval_cola.results.records import Record
+from lm_eval_cola.results.stats import wilson
+from lm_eval_cola.results.summary import Summary
 
 TASKS = ["arc_challenge", "gsm8k"]
 MAIN_METRIC = {"arc_challenge": "acc,none", "gsm8k": "exact_match,strict-match"}

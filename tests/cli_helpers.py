@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from lm_eval_cola.compare import LM_EVAL_COMMAND
+from lm_eval_cola.cli.compare import LM_EVAL_COMMAND
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = os.environ.get("COLA_DATA_DIR", "/work/shared/data")

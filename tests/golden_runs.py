@@ -76,7 +76,7 @@ def run_all(tiny_dir: str, work: Path) -> dict[str, Any]:
 
 
 def main(path: str) -> None:
-    import lm_eval_cola.models  # noqa: F401  (registers the models)
+    import lm_eval_cola.harness.models  # noqa: F401  (registers the models)
     from tests.tiny_models import save_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:

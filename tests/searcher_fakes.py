@@ -3,7 +3,7 @@
 from collections.abc import Callable, Generator
 from typing import Any
 
-from lm_eval_cola.searchers import (
+from lm_eval_cola.search.searchers import (
     Chain,
     Ledger,
     Outcome,

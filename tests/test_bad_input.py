@@ -49,7 +49,7 @@ def expect_error(make, *needles: str) -> str:
 
 
 def model(tiny_dir: str, records: Path, cls: str = "ColaHFLM", **args):
-    from lm_eval_cola import models
+    from lm_eval_cola.harness import models
 
     return getattr(models, cls)(pretrained=tiny_dir, records=str(records), **args)
 
@@ -116,7 +116,7 @@ def test_missing_pretrained_folder_is_one_line(tmp_path, records):
 
 def test_random_searcher_leaves_batch_size_to_lm_eval(tiny_llama_dir, tmp_path):
     """lm-eval always passes batch_size (-b 8); the random searcher once took it."""
-    from lm_eval_cola import models
+    from lm_eval_cola.harness import models
 
     eight = models.ColaRandom(pretrained=tiny_llama_dir, batch_size=8, budget=5,
                               records=str(tmp_path / "a.jsonl"))
@@ -224,7 +224,7 @@ def test_oracle_on_perplexity_task(tiny_llama_dir, records):
 
 
 def test_corrupt_records_file(tmp_path):
-    from lm_eval_cola.records import read_records
+    from lm_eval_cola.results.records import read_records
 
     path = tmp_path / "cola-records_x.jsonl"
     text = json.dumps(RECORD) + "\n{not json\n" + json.dumps({**RECORD, "doc_id": 1}) + "\n"
@@ -235,7 +235,7 @@ def test_corrupt_records_file(tmp_path):
 
 
 def test_unwritable_output(tmp_path):
-    from lm_eval_cola.records import RecordWriter
+    from lm_eval_cola.results.records import RecordWriter
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -245,7 +245,7 @@ def test_unwritable_output(tmp_path):
 
 
 def test_models_import_installs_the_excepthook():
-    code = ("import lm_eval_cola.models; from lm_eval_cola.errors import UserError; "
+    code = ("import lm_eval_cola.harness.models; from lm_eval_cola.errors import UserError; "
             "raise UserError(\"bad budget 0; allowed: an integer >= 1\")")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=cli.env(), timeout=300)
@@ -281,8 +281,8 @@ def _no_loading(monkeypatch) -> None:
                                                ("ColaRandom", "mcts")])
 def test_a_searcher_model_refuses_another_searcher(monkeypatch, records, cls, searcher):
     """cola_mcts searcher=greedy would run greedy under the name cola_mcts."""
-    from lm_eval_cola import models
-    from lm_eval_cola.config import ColaConfig
+    from lm_eval_cola.harness import models
+    from lm_eval_cola.harness.config import ColaConfig
 
     _no_loading(monkeypatch)
     own = getattr(models, cls).default_searcher

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from lm_eval_cola.engine import chain_applied
-from lm_eval_cola.fast_generate import DECODE_STATS, SampleGenerator, generate_many
+from lm_eval_cola.engine.apply import chain_applied
+from lm_eval_cola.engine.fast_generate import DECODE_STATS, SampleGenerator, generate_many
 from tests.test_fast_generate import generation_model
 from tests.tiny_models import tiny_configs, tiny_tokenizer
 
@@ -138,8 +138,8 @@ def test_runner_decoder_gives_lm_evals_own_texts(tiny_llama_dir):
     kwargs take lm-eval's own path."""
     from lm_eval.api.instance import Instance
 
-    from lm_eval_cola.models import ColaHFLM
-    from lm_eval_cola.runner import ChainRunner, SampleDecoder, evaluate_many
+    from lm_eval_cola.engine.runner import ChainRunner, SampleDecoder, evaluate_many
+    from lm_eval_cola.harness.models import ColaHFLM
 
     lm = ColaHFLM(pretrained=tiny_llama_dir, device="cpu")
     greedy = {"until": ["Question:", "."], "max_gen_toks": 10, "do_sample": False,
@@ -178,8 +178,8 @@ def test_streamed_decoding_answers_each_search_as_alone(tiny_llama_dir):
     the texts it gets answered alone."""
     from lm_eval.api.instance import Instance
 
-    from lm_eval_cola.models import ColaHFLM
-    from lm_eval_cola.runner import Evaluations
+    from lm_eval_cola.engine.runner import Evaluations
+    from lm_eval_cola.harness.models import ColaHFLM
 
     lm = ColaHFLM(pretrained=tiny_llama_dir, device="cpu")
     texts = ["Question: Which of these is a mammal? Answer:", "Plants need sunlight and",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from lm_eval_cola.scheduler import Stream, run_searches
+from lm_eval_cola.search.scheduler import Stream, run_searches
 from tests.test_scheduler import Chained, expected
 
 

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from lm_eval_cola.calibrate import consensus_chain, pick, score, search_chain
-from lm_eval_cola.chain import full_chain
+from lm_eval_cola.chains.syntax import full_chain
+from lm_eval_cola.deploy.calibrate import consensus_chain, pick, score, search_chain
 from lm_eval_cola.errors import UserError
-from lm_eval_cola.searchers import get_searcher
+from lm_eval_cola.search.searchers import get_searcher
 
 needs_data = pytest.mark.skipif(not os.environ.get("COLA_DATA_DIR"),
                                 reason="needs COLA_DATA_DIR (local benchmark data)")
@@ -83,7 +83,7 @@ def test_consensus_is_the_chain_correct_on_most_samples():
 
 @needs_data
 def test_calibration_refuses_the_evaluated_split_and_unknown_splits():
-    from lm_eval_cola.calibrate import calibration_task
+    from lm_eval_cola.deploy.calibrate import calibration_task
 
     with pytest.raises(UserError, match=r"^--split 'test' is the split 'arc_challenge' is "
                                         r"evaluated on.*allowed: train, validation\)$"):
@@ -98,8 +98,8 @@ def test_calibration_refuses_the_evaluated_split_and_unknown_splits():
 
 @needs_data
 def test_consensus_refuses_records_of_the_evaluated_split(tmp_path):
-    from lm_eval_cola.calibrate import load_task, read_calibration_records
     from lm_eval_cola.compat.lm_eval_private import hash_doc
+    from lm_eval_cola.deploy.calibrate import load_task, read_calibration_records
 
     task = load_task("arc_challenge")
     test_doc = task.eval_docs[0]
@@ -117,8 +117,8 @@ def test_consensus_refuses_records_of_the_evaluated_split(tmp_path):
 
 @needs_data
 def test_task_evaluator_accuracy_equals_lm_evals_path(tiny_llama_dir):
-    from lm_eval_cola.calibrate import TaskEvaluator, calibration_task
-    from lm_eval_cola.models import ColaHFLM
+    from lm_eval_cola.deploy.calibrate import TaskEvaluator, calibration_task
+    from lm_eval_cola.harness.models import ColaHFLM
 
     lm = ColaHFLM(pretrained=tiny_llama_dir, device="cpu")
     task = calibration_task("arc_challenge", "train")
@@ -141,9 +141,9 @@ def test_task_evaluator_accuracy_equals_lm_evals_path(tiny_llama_dir):
 
 @needs_data
 def test_calibrate_command_writes_a_chain_file_cola_hf_runs(tiny_llama_dir, tmp_path, capsys):
-    from lm_eval_cola.chain_file import ChainFile
+    from lm_eval_cola.chains.files import ChainFile
     from lm_eval_cola.cli import main
-    from lm_eval_cola.models import ColaHFLM
+    from lm_eval_cola.harness.models import ColaHFLM
 
     out = tmp_path / "calibrated.json"
     args = ["calibrate", "--tasks", "arc_challenge", "--model_args",
@@ -168,8 +168,8 @@ def test_task_evaluator_builds_lm_evals_seeded_few_shot_prompts(tiny_llama_dir):
     """A few-shot task's prompts are the ones lm_eval builds (its few-shot sampler seeded
     as simple_evaluate seeds it), the same on every build: unseeded, each task object would
     draw other examples."""
-    from lm_eval_cola.calibrate import FEWSHOT_SEED, TaskEvaluator, calibration_task
-    from lm_eval_cola.models import ColaHFLM
+    from lm_eval_cola.deploy.calibrate import FEWSHOT_SEED, TaskEvaluator, calibration_task
+    from lm_eval_cola.harness.models import ColaHFLM
 
     lm = ColaHFLM(pretrained=tiny_llama_dir, device="cpu", max_length=4096)  # 5-shot prompts
     built = []

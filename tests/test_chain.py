@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lm_eval_cola.chain import ChainError, format_chain, parse_chain
+from lm_eval_cola.chains.syntax import ChainError, format_chain, parse_chain
 
 L = 30
 

@@ -125,8 +125,8 @@ def test_export_out_under_a_file_is_refused_before_loading(tmp_path, capsys):
 
 
 def test_export_chain_refuses_an_existing_file(tmp_path):
+    from lm_eval_cola.deploy.export import export_chain
     from lm_eval_cola.errors import UserError
-    from lm_eval_cola.export import export_chain
 
     out = tmp_path / "taken"
     out.write_text("x")

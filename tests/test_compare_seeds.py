@@ -118,7 +118,7 @@ def test_seed_rows_in_the_files(seeded, tmp_path):
 
 
 def test_seeds_make_one_variant_a_run_each(tmp_path):
-    from lm_eval_cola.compare import make_variants
+    from lm_eval_cola.cli.compare import make_variants
 
     variants = make_variants(["none", "mcts", "chain:0-3"], tmp_path, "", 7, 3, seeds=2)
     assert [(v.name, v.seed, v.folder) for v in variants] == [
@@ -138,7 +138,7 @@ def test_seeds_make_one_variant_a_run_each(tmp_path):
 @pytest.mark.skipif(not os.environ.get("COLA_DATA_DIR"),
                     reason="needs COLA_DATA_DIR (local benchmark data)")
 def test_compare_seeds_end_to_end(tiny_llama_dir, tmp_path, capsys, monkeypatch):
-    from lm_eval_cola import compare as compare_module
+    from lm_eval_cola.cli import compare as compare_module
 
     manager = arc_task_manager()
     argv = ["--searchers", "none,random", "--tasks", "arc_challenge", "--limit", "2",
@@ -170,7 +170,7 @@ def test_compare_seeds_end_to_end(tiny_llama_dir, tmp_path, capsys, monkeypatch)
 def test_a_variant_can_carry_its_own_settings(tmp_path):
     """``mcts:actions=skip;block_sizes=1`` (Table 1's columns): the searcher's model with
     those settings, over --model_args, in a folder of its own; bad forms are refused."""
-    from lm_eval_cola.compare import make_variants
+    from lm_eval_cola.cli.compare import make_variants
 
     variants = make_variants(["random", "mcts:actions=skip;block_sizes=1", "mcts:actions=loop"],
                              tmp_path, "actions=swap,dtype=float32", 3, 20)

@@ -1,6 +1,7 @@
 """The compatibility layer (lm_eval_cola/compat/): what it relies on in lm-eval still exists,
 nothing else in the package names lm-eval's private symbols, the version gate, the flag that
-says the evaluator hook handed a cola model its tasks, and no import cycles in the package."""
+says the evaluator hook handed a cola model its tasks (import cycles and the package's layers:
+test_layers.py)."""
 
 from __future__ import annotations
 
@@ -303,79 +304,6 @@ def test_evaluator_hook_marks_tasks_attached():
     assert tasks_attached(direct) and tasks_attached(cached) and tasks_attached(inner)
 
 
-# ------------------------------------------------------------------ import cycles
-
-
-def _import_graph(module_level_only: bool) -> dict[str, set[str]]:
-    """module -> package modules it imports (statically: ``importlib`` by name is not seen).
-    ``if __name__ == "__main__":`` blocks are left out."""
-    modules = _package_modules()
-    graph: dict[str, set[str]] = {name: set() for name in modules}
-    for name, path in modules.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        body = [n for n in tree.body if not (
-            isinstance(n, ast.If) and "__main__" in ast.unparse(n.test))]
-        nodes = body if module_level_only else [n for top in body for n in ast.walk(top)]
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in nodes:
-            if isinstance(node, ast.Import):
-                graph[name] |= {a.name for a in node.names if a.name in modules}
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    anchor = package
-                    for _ in range(node.level - 1):
-                        anchor = anchor.rpartition(".")[0]
-                    base = f"{anchor}.{base}" if base else anchor
-                for alias in node.names:
-                    target = f"{base}.{alias.name}"
-                    if target in modules:
-                        graph[name].add(target)
-                    elif base in modules:
-                        graph[name].add(base)
-    return graph
-
-
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (or a self-import)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    found: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        for nxt in graph[node]:
-            if nxt not in index:
-                visit(nxt)
-                low[node] = min(low[node], low[nxt])
-            elif nxt in stack:
-                low[node] = min(low[node], index[nxt])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                top = stack.pop()
-                component.append(top)
-                if top == node:
-                    break
-            if len(component) > 1 or node in graph[node]:
-                found.append(sorted(component))
-
-    for node in graph:
-        if node not in index:
-            visit(node)
-    return found
-
-
-def test_no_import_cycles_at_import_time():
-    assert _cycles(_import_graph(module_level_only=True)) == []
-
-
-def test_no_import_cycles_counting_imports_inside_functions():
-    assert _cycles(_import_graph(module_level_only=False)) == []
-
-
 def test_compat_imports_nothing_heavy(tmp_path):
     """The start-up hook imports compat/registration.py inside lm-eval's own import: the
     package and that module must not pull in lm-eval, torch or transformers themselves."""
@@ -394,7 +322,7 @@ def test_plain_runs_of_the_embedded_model_are_labelled_at_the_source():
     """A plain ``--model hf`` run of the embedded model gets ``cola_model`` in its results,
     so reports label it without probing the reader's installed packages."""
     from lm_eval_cola.compat.hooks import label_embedded_model
-    from lm_eval_cola.default_model import DefaultModelMissingError, default_model
+    from lm_eval_cola.harness.default_model import DefaultModelMissingError, default_model
 
     try:
         embedded = default_model()

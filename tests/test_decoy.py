@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lm_eval_cola.chain import format_chain
-from lm_eval_cola.decoy import (
+from lm_eval_cola.chains.syntax import format_chain
+from lm_eval_cola.search.decoy import (
     ALL_GOLD,
     NO_OTHER,
     ONLY_FULL,
@@ -21,7 +21,7 @@ from lm_eval_cola.decoy import (
     draw_other_doc,
     judge_decoy,
 )
-from lm_eval_cola.oracle import Judgement, TaskJudge
+from lm_eval_cola.search.judge import Judgement, TaskJudge
 
 NAN, INF = float("nan"), float("inf")
 
@@ -171,9 +171,9 @@ def fake_responses(chain, choices=4):
 
 
 def run_sample(control, record_chains="best", budget=12, seed=3):
-    from lm_eval_cola.scheduler import run_searches
-    from lm_eval_cola.search import RunFacts, Sample, SampleSearch
-    from lm_eval_cola.searchers import get_searcher
+    from lm_eval_cola.search.driver import RunFacts, Sample, SampleSearch
+    from lm_eval_cola.search.scheduler import run_searches
+    from lm_eval_cola.search.searchers import get_searcher
 
     judge = TaskJudge(FakeChoiceTask(), None, None)
     requests = [SimpleNamespace(doc=MC_DOC, args=("Q:", f" {c}")) for c in MC_DOC["choices"]]
@@ -237,7 +237,7 @@ def test_the_decoy_search_shares_evaluations_and_changes_nothing_real(seed):
 def test_decoy_shortened_follows_the_findings_rule():
     """Decoy shortened counts a decoy-answering chain shorter than the full chain, as
     "shorter when right" does; old records without ``shortest`` are read from their chains."""
-    from lm_eval_cola.summary import decoy_shortened
+    from lm_eval_cola.results.summary import decoy_shortened
 
     assert decoy_shortened({"shortest": 29, "shortened": False}, 30)
     assert not decoy_shortened({"shortest": 30}, 30)

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from lm_eval_cola.decoy import ONLY_FULL, Decoy, draw_decoy
+from lm_eval_cola.search.decoy import ONLY_FULL, Decoy, draw_decoy
 
 pytestmark = [
     pytest.mark.tiny,
@@ -25,7 +25,7 @@ def hooks_installed():
 
     local_data.install()
     hooks.install_evaluator_hook()
-    import lm_eval_cola.models  # noqa: F401
+    import lm_eval_cola.harness.models  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_a_non_finite_full_chain_is_judged_as_lm_eval_judges_it(tiny_dir, tmp_pa
     """Every full chain overflows (NaN log-likelihoods, injected): lm-eval's acc takes the
     argmax of NaNs, choice 0, so it counts the samples whose gold is 0 right. The records
     and the run's summary count the same, and the full chain is on record as not finite."""
-    from lm_eval_cola import runner
+    from lm_eval_cola.engine import runner
 
     plain = runner.evaluate_many
 
@@ -108,7 +108,7 @@ def test_arc_items_with_numbered_labels_get_a_label_of_their_own(task):
     from lm_eval.tasks import TaskManager
 
     from lm_eval_cola.compat.task_path import tasks_dir
-    from lm_eval_cola.oracle import TaskJudge
+    from lm_eval_cola.search.judge import TaskJudge
 
     loaded = TaskManager(include_defaults=False, include_path=str(tasks_dir())).load([task])
     judge = TaskJudge(loaded["tasks"][task], None, None)

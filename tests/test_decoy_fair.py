@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from lm_eval_cola.chain import full_chain
-from lm_eval_cola.decoy import (
+from lm_eval_cola.chains.syntax import full_chain
+from lm_eval_cola.search.decoy import (
     ALL_GOLD,
     NO_OTHER,
     ONLY_FULL,
@@ -22,10 +22,10 @@ from lm_eval_cola.decoy import (
     judge_decoy,
     satisfies,
 )
-from lm_eval_cola.oracle import Judgement, TaskJudge
-from lm_eval_cola.paper_tasks import arc_doc_to_target, arc_process_results
-from lm_eval_cola.paper_tasks_math import dart_doc_to_target, dart_process_results
-from lm_eval_cola.searchers import Outcome, get_searcher
+from lm_eval_cola.search.judge import Judgement, TaskJudge
+from lm_eval_cola.search.searchers import Outcome, get_searcher
+from lm_eval_cola.tasks.arc import arc_doc_to_target, arc_process_results
+from lm_eval_cola.tasks.dart import dart_doc_to_target, dart_process_results
 from tests.test_decoy import NAN, FakeChoiceTask, pairs
 
 LAYERS = 6
@@ -136,8 +136,8 @@ def test_a_math_decoy_equivalent_to_the_gold_is_rejected():
 
 def run_sample(doc: dict, respond, control: str | None = "decoy", searcher: str = "mcts",
                budget: int = 8, **settings):
-    from lm_eval_cola.scheduler import run_searches
-    from lm_eval_cola.search import RunFacts, Sample, SampleSearch
+    from lm_eval_cola.search.driver import RunFacts, Sample, SampleSearch
+    from lm_eval_cola.search.scheduler import run_searches
 
     judge = TaskJudge(FakeChoiceTask(), None, None)
     requests = [SimpleNamespace(doc=doc, args=("Q:", f" {c}")) for c in doc["choices"]]

@@ -8,8 +8,8 @@ import pytest
 import torch
 import transformers as T
 
-from lm_eval_cola import architectures
-from lm_eval_cola.engine import (
+from lm_eval_cola.engine import architectures
+from lm_eval_cola.engine.apply import (
     UnsupportedArchitectureError,
     chain_applied,
     find_layers,
@@ -192,4 +192,4 @@ def test_bad_architecture_file_names_the_entry_and_field(text, message):
 def test_the_data_file_ships_inside_the_package():
     from importlib import resources
 
-    assert resources.files("lm_eval_cola").joinpath(architectures.DATA_FILE).is_file()
+    assert resources.files("lm_eval_cola.engine").joinpath(architectures.DATA_FILE).is_file()

@@ -9,10 +9,10 @@ import pytest
 import torch
 import transformers as T
 
-from lm_eval_cola.chain_file import ChainFile
-from lm_eval_cola.engine import chain_applied
+from lm_eval_cola.chains.files import ChainFile
+from lm_eval_cola.deploy.export import chain_config, export_chain
+from lm_eval_cola.engine.apply import chain_applied
 from lm_eval_cola.errors import UserError
-from lm_eval_cola.export import chain_config, export_chain
 from tests.tiny_models import tiny_configs, tiny_model, tiny_tokenizer
 
 ARCHITECTURES = sorted(tiny_configs())
@@ -107,7 +107,7 @@ def test_plain_lm_eval_hf_scores_what_cola_hf_scores(tiny_llama_dir, tmp_path):
 
     local_data.install()
     hooks.install_evaluator_hook()
-    import lm_eval_cola.models  # noqa: F401
+    import lm_eval_cola.harness.models  # noqa: F401
 
     chain_path = tmp_path / "chain.json"
     ChainFile.make((0, 1, 1, 3, 2), 4, model=tiny_llama_dir, method="by hand").write(chain_path)

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lm_eval_cola.engine import chain_applied
-from lm_eval_cola.fast import PAD_MULTIPLE, PrefixStore, SampleScorer, pack, score_many
+from lm_eval_cola.engine.apply import chain_applied
+from lm_eval_cola.engine.fast import PAD_MULTIPLE, PrefixStore, SampleScorer, pack, score_many
 from tests.tiny_models import tiny_configs, tiny_model
 
 CHAINS = [(0, 1, 2, 3), (0, 1, 1, 2, 3), (0, 1, 2), (1, 3), (0, 1, 1, 2), (3, 2, 1, 0)]
@@ -143,7 +143,7 @@ def test_pinned_layer_output_is_used_and_checked(monkeypatch, pinned):
     scores as before, a wrong one stops with an error naming the data file."""
     import dataclasses
 
-    from lm_eval_cola import architectures
+    from lm_eval_cola.engine import architectures
 
     table = dict(architectures.load())
     table["llama"] = dataclasses.replace(table["llama"], layer_output=pinned)

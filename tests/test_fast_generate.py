@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lm_eval_cola.engine import chain_applied
-from lm_eval_cola.fast_generate import SampleGenerator
+from lm_eval_cola.engine.apply import chain_applied
+from lm_eval_cola.engine.fast_generate import SampleGenerator
 from tests.support.near_tie import assert_same_tokens
 from tests.tiny_models import tiny_configs, tiny_tokenizer
 
@@ -114,7 +114,7 @@ def test_not_usable_where_generate_would_do_more(tokenizer):
 def test_prompt_cache_shares_a_few_shot_start_across_samples(tokenizer):
     """Two samples whose prompts share their start (few-shot examples): the second runs only
     its own tail under chains the first one ran, and still equals generate."""
-    from lm_eval_cola.fast_generate import PromptCache
+    from lm_eval_cola.engine.fast_generate import PromptCache
 
     model = generation_model("qwen2", len(tokenizer))  # sliding and full layers
     shots = "Question: Which of these is a mammal? Answer: the whale is a mammal.\n" * 2

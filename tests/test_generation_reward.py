@@ -14,10 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from lm_eval_cola.decoy import Decoy, judge_decoy
-from lm_eval_cola.forced_text import EDGE, forced_continuation, likelihood_margin
-from lm_eval_cola.oracle import TaskJudge
-from lm_eval_cola.teacher_forced import FORCE_STATS, ForcedResponses
+from lm_eval_cola.engine.teacher_forced import FORCE_STATS, ForcedResponses
+from lm_eval_cola.search.decoy import Decoy, judge_decoy
+from lm_eval_cola.search.forced_text import EDGE, forced_continuation, likelihood_margin
+from lm_eval_cola.search.judge import TaskJudge
 
 pytestmark = pytest.mark.tiny
 
@@ -48,8 +48,8 @@ def test_teacher_forced_value_equals_hf_loglikelihood_on_the_rebuilt_model(tiny_
                                                                           fast):
     from lm_eval.api.instance import Instance
 
-    from lm_eval_cola.models import ColaHFLM
-    from lm_eval_cola.runner import Evaluations, ForcedCall, SampleDecoder, evaluate_many
+    from lm_eval_cola.engine.runner import Evaluations, ForcedCall, SampleDecoder, evaluate_many
+    from lm_eval_cola.harness.models import ColaHFLM
 
     lm = ColaHFLM(pretrained=tiny_llama_dir, device="cpu", searcher="mcts",
                   protocol="cola-deep", fast=fast)
@@ -102,8 +102,8 @@ def test_teacher_forced_value_equals_hf_loglikelihood_on_the_rebuilt_model(tiny_
 def test_no_teacher_forcing_where_the_reward_is_not_graded(tiny_llama_dir):
     from lm_eval.api.instance import Instance
 
-    from lm_eval_cola.models import ColaHFLM
-    from lm_eval_cola.runner import evaluate_many
+    from lm_eval_cola.engine.runner import evaluate_many
+    from lm_eval_cola.harness.models import ColaHFLM
 
     lm = ColaHFLM(pretrained=tiny_llama_dir, device="cpu", searcher="mcts",
                   protocol="cola-deep", reward="correct")
@@ -225,7 +225,7 @@ def test_a_graded_generation_search_records_graded_scores(tiny_llama_dir, tmp_pa
 
     local_data.install()
     hooks.install_evaluator_hook()
-    import lm_eval_cola.models  # noqa: F401
+    import lm_eval_cola.harness.models  # noqa: F401
 
     rows = {}
     for reward in ("graded", "correct"):

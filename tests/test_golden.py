@@ -68,7 +68,7 @@ def test_oracle_runs_match_the_golden_file(tmp_path):
 
     local_data.install()
     hooks.install_evaluator_hook()
-    import lm_eval_cola.models  # noqa: F401
+    import lm_eval_cola.harness.models  # noqa: F401
     from tests.tiny_models import save_tiny_model
 
     golden = json.loads(GOLDEN.read_text())

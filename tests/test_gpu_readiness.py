@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lm_eval_cola import architectures, fast
-from lm_eval_cola.engine import architecture_of, chain_applied
-from lm_eval_cola.fast import PAD_MULTIPLE, SampleScorer, head_chunk_rows, pack, score_many
-from lm_eval_cola.ranks import launch_ranks
-from lm_eval_cola.search import records_path
+from lm_eval_cola.engine import architectures, fast
+from lm_eval_cola.engine.apply import architecture_of, chain_applied
+from lm_eval_cola.engine.fast import PAD_MULTIPLE, SampleScorer, head_chunk_rows, pack, score_many
+from lm_eval_cola.harness.ranks import launch_ranks
+from lm_eval_cola.search.driver import records_path
 from tests.test_fast import plain_scores, sample_pairs, varied_pairs
 from tests.tiny_models import tiny_configs, tiny_model
 
@@ -34,7 +34,7 @@ def test_flash_attention_sends_samples_to_lm_evals_path_logged_once(monkeypatch,
     sample = pack(sample_pairs(0), max_length=256)
     assert SampleScorer.usable(model, sample)  # sdpa
     model.config._attn_implementation = "flash_attention_2"
-    with caplog.at_level(logging.WARNING, logger="lm_eval_cola.fast"):
+    with caplog.at_level(logging.WARNING, logger="lm_eval_cola.engine.fast"):
         assert not SampleScorer.usable(model, sample)
         assert not SampleScorer.usable(model, sample)
     logged = [r for r in caplog.records if "flash_attention_2" in r.getMessage()]
@@ -114,7 +114,7 @@ def test_chunked_head_equals_one_pass(kind, monkeypatch):
 
 def _launched_lm(rank: int, world_size: int, accelerator=None, device: str = "cuda"):
     """A ColaHFLM as HFLM leaves it (rank/world size it chose), without loading a model."""
-    from lm_eval_cola.models import ColaHFLM
+    from lm_eval_cola.harness.models import ColaHFLM
 
     lm = object.__new__(ColaHFLM)
     lm._rank, lm._world_size, lm._device = rank, world_size, torch.device(device)
@@ -237,7 +237,7 @@ def _plain_on(model, pairs, chain, device):
 def test_split_model_batched_generation_equals_generate(devices):
     """Several chains decoded side by side (merged rows, final states on either device)
     on a split model equal its own ``generate``, chain by chain."""
-    from lm_eval_cola.fast_generate import SampleGenerator, generate_many
+    from lm_eval_cola.engine.fast_generate import SampleGenerator, generate_many
     from tests.support.near_tie import assert_same_tokens
     from tests.test_fast_generate import generation_model, plain_generate, reference_logits
     from tests.tiny_models import tiny_tokenizer

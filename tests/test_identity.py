@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from lm_eval_cola.conditions import RunConditions
-from lm_eval_cola.identity import APPLIED, EvalIdentity
-from lm_eval_cola.search import RunFacts, jsonable, records_path
-from lm_eval_cola.searchers import get_searcher
+from lm_eval_cola.harness.conditions import RunConditions
+from lm_eval_cola.results.identity import APPLIED, EvalIdentity
+from lm_eval_cola.search.driver import RunFacts, jsonable, records_path
+from lm_eval_cola.search.searchers import get_searcher
 
 
 def facts(**evaluation) -> RunFacts:
@@ -173,7 +173,7 @@ def test_the_evaluator_hook_hands_the_model_its_prompt_settings():
 
 @pytest.mark.tiny
 def test_the_model_names_its_records_file_after_the_settings(tiny_llama_dir, tmp_path):
-    from lm_eval_cola import models
+    from lm_eval_cola.harness import models
 
     lm = models.ColaMCTS(pretrained=tiny_llama_dir, budget=3, device="cpu")
     default = lm.run_facts().config_hash()

@@ -44,7 +44,7 @@ def hooks_installed():
 
     local_data.install()
     hooks.install_evaluator_hook()
-    import lm_eval_cola.models  # noqa: F401
+    import lm_eval_cola.harness.models  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def task_manager():
 def runs(tmp_path_factory, tiny_llama_dir, task_manager):
     import torch
 
-    from lm_eval_cola.compare import compare
+    from lm_eval_cola.cli.compare import compare
 
     root = tmp_path_factory.mktemp("runs")
     model_args = f"pretrained={tiny_llama_dir},device=cpu"
@@ -91,7 +91,7 @@ def load(path: Path) -> dict:
 
 
 def test_compare_runs_each_variant_as_its_own_lm_eval_model(runs):
-    from lm_eval_cola.compare import _folder_name
+    from lm_eval_cola.cli.compare import _folder_name
 
     for name in VARIANTS:
         data = load(results_file(runs["cmp"] / _folder_name(name)))
@@ -114,7 +114,7 @@ def test_compare_runs_each_variant_as_its_own_lm_eval_model(runs):
 
 
 def test_compare_skips_complete_variants_and_reruns_missing_ones(runs, monkeypatch, tmp_path):
-    from lm_eval_cola import compare as compare_module
+    from lm_eval_cola.cli import compare as compare_module
 
     calls = []
     monkeypatch.setattr(compare_module, "run_variant", lambda v, *a, **k: calls.append(v.name))
@@ -144,7 +144,7 @@ def test_compare_skips_complete_variants_and_reruns_missing_ones(runs, monkeypat
 
 
 def test_compare_rejects_bad_variants(tmp_path):
-    from lm_eval_cola.compare import make_variants
+    from lm_eval_cola.cli.compare import make_variants
     from lm_eval_cola.errors import UserError
 
     with pytest.raises(UserError, match="unknown variant 'beam'"):
@@ -218,7 +218,7 @@ def check_renders(paths: dict, board) -> None:
 def test_files_of_one_run_with_disjoint_tasks_merge_into_one_row(runs, tmp_path):
     """A run split over two results files (one task each) gives the row of the whole run."""
     from lm_eval_cola.reports import build_board, combine_summaries
-    from lm_eval_cola.summary import Summary
+    from lm_eval_cola.results.summary import Summary
 
     whole = build_board([runs["cmp"] / "mcts"]).rows[0]
     data = source_of(whole)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from lm_eval_cola.searchers import (
+from lm_eval_cola.search.searchers import (
     SEARCHERS,
     BudgetExhausted,
     Ledger,
@@ -16,7 +16,7 @@ from lm_eval_cola.searchers import (
     run_search,
     searcher_names,
 )
-from lm_eval_cola.searchers.base import neighbours
+from lm_eval_cola.search.searchers.base import neighbours
 from tests.searcher_fakes import (
     FULL,
     SEARCHING,

@@ -25,7 +25,7 @@ def hooks_installed():
 
     local_data.install()
     hooks.install_evaluator_hook()
-    import lm_eval_cola.models  # noqa: F401
+    import lm_eval_cola.harness.models  # noqa: F401
 
 
 def read_jsonl(path) -> list[dict]:
@@ -63,8 +63,8 @@ def test_samples_records_carry_lm_evals_doc_ids_and_verify_them(tiny_llama_dir, 
 def test_a_reused_model_object_starts_each_evaluation_fresh(tiny_llama_dir, tmp_path):
     """simple_evaluate(model=ColaMCTS(...)) twice: the second call's summary and records
     are its own; and each call's search seed follows that call's lm-eval seed."""
-    from lm_eval_cola.models import ColaMCTS
-    from lm_eval_cola.search import sample_seed
+    from lm_eval_cola.harness.models import ColaMCTS
+    from lm_eval_cola.search.driver import sample_seed
 
     lm = ColaMCTS(pretrained=tiny_llama_dir, device="cpu", budget=4,
                   records=str(tmp_path / "records.jsonl"))
@@ -108,7 +108,7 @@ def test_logged_samples_carry_their_chain(tiny_llama_dir, tmp_path):
 def test_lm_eval_command_samples_seed_log_samples_and_table_notes(tiny_llama_dir, tmp_path):
     """The issue's commands as a new user types them, in one real ``lm_eval`` run."""
     from lm_eval_cola.cli import main
-    from lm_eval_cola.search import sample_seed
+    from lm_eval_cola.search.driver import sample_seed
 
     out = tmp_path / "out"
     done = cli.run_lm_eval([
@@ -140,8 +140,8 @@ def test_rank_zero_logs_every_ranks_chains(tiny_llama_dir, monkeypatch):
     """With data parallel ranks lm-eval logs every rank's samples on rank 0: the chains
     each rank chose are gathered there (lm-eval's gather_object, faked for two ranks)."""
     from lm_eval_cola.compat.lm_eval_private import set_data_parallel
-    from lm_eval_cola.evaluation_call import ChosenChain
-    from lm_eval_cola.models import ColaMCTS
+    from lm_eval_cola.harness.evaluation_call import ChosenChain
+    from lm_eval_cola.harness.models import ColaMCTS
 
     lm = ColaMCTS(pretrained=tiny_llama_dir, device="cpu", budget=2)
     set_data_parallel(lm, 0, 2)

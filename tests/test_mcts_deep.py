@@ -36,7 +36,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lm_eval_cola.searchers import Chain, Outcome, get_searcher, run_search
+from lm_eval_cola.search.searchers import Chain, Outcome, get_searcher, run_search
 
 L = 30
 FULL = tuple(range(L))
@@ -145,7 +145,7 @@ def test_deep_mode_settings():
 
 
 def test_graded_reward_shape():
-    from lm_eval_cola.searchers.mcts_deep import graded_reward
+    from lm_eval_cola.search.searchers.mcts_deep import graded_reward
 
     assert graded_reward(-0.5) == 0.0 and graded_reward(1.5) == 1.0
     assert graded_reward(0.5) == 0.5 and graded_reward(9.0) == 1.0 and graded_reward(-9.0) == 0.0
@@ -166,7 +166,7 @@ def test_a_budget_below_the_root_scan_is_said_once_and_noted(caplog):
         asked.append(chain)
         return planted(chain)
 
-    with caplog.at_level(logging.WARNING, logger="lm_eval_cola.searchers.mcts"):
+    with caplog.at_level(logging.WARNING, logger="lm_eval_cola.search.searchers.mcts"):
         results = [run_search(searcher, evaluate, L, seed) for seed in range(3)]
     said = [r.getMessage() for r in caplog.records if "root scan" in r.getMessage()]
     assert len(said) == 1 and "\n" not in said[0], said  # one line, once a searcher
@@ -177,7 +177,7 @@ def test_a_budget_below_the_root_scan_is_said_once_and_noted(caplog):
     # what those runs were: the full chain and 7 single-layer edits each, no tree search
     assert all(len(c) in (L - 1, L + 1) for c in asked if c != tuple(range(L)))
     for budget, short in ((60, True), (61, False)):
-        with caplog.at_level(logging.WARNING, logger="lm_eval_cola.searchers.mcts"):
+        with caplog.at_level(logging.WARNING, logger="lm_eval_cola.search.searchers.mcts"):
             caplog.clear()
             result = run_search(get_searcher("mcts", protocol="cola-deep", budget=budget),
                                 planted, L, 0)
@@ -213,9 +213,9 @@ class ChoiceTask:
 def record_of(protocol: str):
     """The record of one 6-layer multiple-choice sample searched by mcts under `protocol`
     at budget 8 (a longer chain scores lower; the gold is the first choice)."""
-    from lm_eval_cola.oracle import TaskJudge
-    from lm_eval_cola.scheduler import run_searches
-    from lm_eval_cola.search import RunFacts, Sample, SampleSearch
+    from lm_eval_cola.search.driver import RunFacts, Sample, SampleSearch
+    from lm_eval_cola.search.judge import TaskJudge
+    from lm_eval_cola.search.scheduler import run_searches
 
     doc = {"choices": ["A", "B", "C"], "gold": 0}
     requests = [SimpleNamespace(doc=doc, args=("Q:", f" {c}")) for c in doc["choices"]]
@@ -232,7 +232,7 @@ def record_of(protocol: str):
 
 
 def test_the_root_scan_note_reaches_the_record():
-    from lm_eval_cola.records import Record
+    from lm_eval_cola.results.records import Record
 
     deep = record_of("cola-deep")  # 6 layers: a scan of 12 single edits, budget 8
     assert deep.search_notes == {"root_scan": 12, "root_scan_exceeds_budget": True}

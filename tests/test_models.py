@@ -26,7 +26,7 @@ def hooks_installed():
 
     local_data.install()
     hooks.install_evaluator_hook()
-    import lm_eval_cola.models  # noqa: F401
+    import lm_eval_cola.harness.models  # noqa: F401
 
 
 def evaluate(model, model_args, tasks=("arc_challenge",), limit=4, **kwargs):
@@ -67,7 +67,7 @@ def read_jsonl(path):
 
 def test_mcts_records_verify_and_a_forged_chain_fails(tiny_dir, tmp_path):
     from lm_eval_cola.cli import main
-    from lm_eval_cola.verify import verify_records
+    from lm_eval_cola.cli.verify import verify_records
 
     records = tmp_path / "records.jsonl"
     results = evaluate("cola_mcts", f"pretrained={tiny_dir},device=cpu,budget=6,records={records}",
@@ -97,7 +97,7 @@ def test_mcts_records_verify_and_a_forged_chain_fails(tiny_dir, tmp_path):
 
 def test_samples_side_by_side_give_the_records_of_one_at_a_time(tiny_dir, tmp_path,
                                                                monkeypatch):
-    from lm_eval_cola import fast
+    from lm_eval_cola.engine import fast
 
     sizes = []
     score_many = fast.score_many
@@ -106,7 +106,7 @@ def test_samples_side_by_side_give_the_records_of_one_at_a_time(tiny_dir, tmp_pa
         sizes.append(len(jobs))
         return score_many(model, jobs)
 
-    monkeypatch.setattr("lm_eval_cola.runner.score_many", counted)
+    monkeypatch.setattr("lm_eval_cola.engine.runner.score_many", counted)
     runs = {}
     for width in (1, 4):
         records = tmp_path / f"records_{width}.jsonl"
@@ -126,8 +126,8 @@ def test_samples_side_by_side_give_the_records_of_one_at_a_time(tiny_dir, tmp_pa
 
 def test_a_changed_doc_is_searched_again_and_its_new_record_supersedes(tiny_dir, tmp_path,
                                                                       caplog):
-    from lm_eval_cola.records import latest_per_sample, read_records
-    from lm_eval_cola.verify import verify_records
+    from lm_eval_cola.cli.verify import verify_records
+    from lm_eval_cola.results.records import latest_per_sample, read_records
 
     records = tmp_path / "records.jsonl"
     args = f"pretrained={tiny_dir},device=cpu,budget=4,records={records}"
@@ -137,7 +137,7 @@ def test_a_changed_doc_is_searched_again_and_its_new_record_supersedes(tiny_dir,
                  best_correct=not first[0]["best_correct"])
     records.write_text("\n".join(json.dumps(r) for r in (stale, first[1])) + "\n")
 
-    with caplog.at_level("WARNING", logger="lm_eval_cola.search"):
+    with caplog.at_level("WARNING", logger="lm_eval_cola.search.driver"):
         evaluate("cola_mcts", args, limit=2)
     assert "doc 0 changed since its record was written" in caplog.text
     rows = read_jsonl(records)
@@ -162,7 +162,7 @@ def test_generation_search_runs_through_the_task_filters(tiny_dir, tmp_path):
 
 
 def test_fast_generation_search_equals_the_plain_path(tiny_dir, tmp_path, monkeypatch):
-    from lm_eval_cola.fast_generate import SampleGenerator
+    from lm_eval_cola.engine.fast_generate import SampleGenerator
 
     calls = []
     original = SampleGenerator.row  # one row per chain and decoding call, batched or not
@@ -185,7 +185,7 @@ def test_parallelize_device_map_keeps_working_with_chains(tiny_dir, tmp_path):
     """parallelize=True loads through accelerate's device map; with a small memory cap some
     layers are offloaded (weights moved in by accelerate's hooks at each call). Chains and a
     search then give what the plainly loaded model gives."""
-    from lm_eval_cola.models import ColaHFLM
+    from lm_eval_cola.harness.models import ColaHFLM
 
     offload = f"max_cpu_memory=150000,offload_folder={tmp_path / 'offload'}"
     split = ColaHFLM(pretrained=tiny_dir, parallelize=True, max_cpu_memory=150000,

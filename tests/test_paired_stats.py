@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from lm_eval_cola.records import Record
-from lm_eval_cola.stats import (
+from lm_eval_cola.results.records import Record
+from lm_eval_cola.results.stats import (
     ABOVE,
     BELOW,
     UNDECIDED,
@@ -24,7 +24,7 @@ from lm_eval_cola.stats import (
     mcnemar_exact,
     paired_difference_interval,
 )
-from lm_eval_cola.summary import Summary
+from lm_eval_cola.results.summary import Summary
 
 TOL = 5e-6  # the hand values below are written to 6 decimals
 

@@ -1,4 +1,4 @@
-"""The paper's task suite (lm_eval_cola/tasks/, paper_tasks.py, paper_tasks_math.py).
+"""The paper's task suite (lm_eval_cola/tasks/, tasks/arc.py, tasks/dart.py).
 
 quick: prompts, the letter parses, the boxed extraction and math-verify judgement on
 hand-picked docs and answers; the same through lm-eval's own task objects (filters, metric) and
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lm_eval_cola.compat import task_path
-from lm_eval_cola.paper_tasks import (
+from lm_eval_cola.tasks.arc import (
     INVALID,
     arc_doc_to_target,
     arc_doc_to_text,
@@ -28,7 +28,7 @@ from lm_eval_cola.paper_tasks import (
     sample_order,
     strict_letter,
 )
-from lm_eval_cola.paper_tasks_math import (
+from lm_eval_cola.tasks.dart import (
     boxed_filter,
     dart_doc_to_target,
     dart_process_results,
@@ -228,7 +228,7 @@ def _filtered(task, filter_name: str, doc: dict, response: str) -> str:
 @needs_data
 @pytest.mark.parametrize("doc", [FOUR, THREE, FIVE, NUMERIC])
 def test_arc_task_filters_metric_and_oracle_judge(paper_tasks, doc):
-    from lm_eval_cola.oracle import TaskJudge
+    from lm_eval_cola.search.judge import TaskJudge
 
     task = paper_tasks["tasks"]["cola_arc_challenge"]
     gold = doc["answerKey"]
@@ -248,7 +248,7 @@ def test_arc_task_filters_metric_and_oracle_judge(paper_tasks, doc):
 
 @needs_data
 def test_dart_task_filters_metric_and_oracle_judge(paper_tasks):
-    from lm_eval_cola.oracle import TaskJudge
+    from lm_eval_cola.search.judge import TaskJudge
 
     task = paper_tasks["tasks"]["cola_dart_2"]
     doc = dict(MATH_DOC, level="Level 2")
@@ -326,7 +326,7 @@ def tiny_run(tmp_path_factory):
     local_data.install()
     task_path.install()
     hooks.install_evaluator_hook()
-    import lm_eval_cola.models  # noqa: F401
+    import lm_eval_cola.harness.models  # noqa: F401
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny") / "llama")
 
@@ -359,7 +359,7 @@ def test_cola_hf_runs_cola_arc_challenge(tiny_run, paper_tasks):
 @pytest.mark.tiny
 @needs_data
 def test_oracle_search_judges_with_the_tasks_filter_and_metric(tiny_run, tmp_path, monkeypatch):
-    import lm_eval_cola.paper_tasks as paper
+    import lm_eval_cola.tasks.arc as paper
 
     # The random model's text never parses as a label; make the strict parse read a label off
     # any text (one that depends on the text), so chains differ in answer and in correctness.

@@ -12,9 +12,9 @@ import random
 
 import pytest
 
-from lm_eval_cola.searchers import Chain, Ledger, Outcome, get_searcher, pick_best
-from lm_eval_cola.searchers.mcts_deep import Node
-from lm_eval_cola.searchers.parallel import add_virtual_loss, run_rounds, take_virtual_loss
+from lm_eval_cola.search.searchers import Chain, Ledger, Outcome, get_searcher, pick_best
+from lm_eval_cola.search.searchers.mcts_deep import Node
+from lm_eval_cola.search.searchers.parallel import add_virtual_loss, run_rounds, take_virtual_loss
 from tests.searcher_fakes import (
     FULL,
     L,

@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from lm_eval_cola.progress import EvaluationProgress
-from lm_eval_cola.scheduler import run_searches
+from lm_eval_cola.search.progress import EvaluationProgress
+from lm_eval_cola.search.scheduler import run_searches
 from tests.test_batch_generate_stream import SlowStream
 from tests.test_scheduler import Chained
 
@@ -71,7 +71,7 @@ def test_a_tiny_search_side_by_side_moves_the_bar_before_a_sample_ends(tiny_llam
 
     local_data.install()
     hooks.install_evaluator_hook()
-    import lm_eval_cola.models  # noqa: F401
+    import lm_eval_cola.harness.models  # noqa: F401
 
     bars: list[EvaluationProgress] = []
     events: list[tuple[str, int]] = []
@@ -89,7 +89,7 @@ def test_a_tiny_search_side_by_side_moves_the_bar_before_a_sample_ends(tiny_llam
             super().finished(key)
             events.append(("finished", self.count))
 
-    monkeypatch.setattr("lm_eval_cola.search.EvaluationProgress", Recorded)
+    monkeypatch.setattr("lm_eval_cola.search.driver.EvaluationProgress", Recorded)
     records = tmp_path / "records.jsonl"
     args = f"pretrained={tiny_llama_dir},budget=6,search_batch=3,records={records}"
     for run in (1, 2):  # the second resumes: everything on record, nothing evaluated

@@ -8,15 +8,15 @@ import os
 import pytest
 import torch
 
-from lm_eval_cola.engine import chain_applied
-from lm_eval_cola.errors import UserError
-from lm_eval_cola.pruning import (
+from lm_eval_cola.deploy.pruning import (
     Perplexity,
     block_influence,
     drop_lowest,
     sleb,
     target_layers,
 )
+from lm_eval_cola.engine.apply import chain_applied
+from lm_eval_cola.errors import UserError
 from tests.tiny_models import tiny_model
 
 TEXTS = [[5, 9, 17, 33, 2, 71, 8, 8, 40], [3, 4, 5, 6, 7, 100, 101, 12], [90, 80, 70, 60, 5, 6]]

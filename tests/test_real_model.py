@@ -18,11 +18,11 @@ def smollm():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lm_eval_cola.compat import hooks, local_data
-    from lm_eval_cola.default_model import DefaultModelMissingError, default_model, prepare
+    from lm_eval_cola.harness.default_model import DefaultModelMissingError, default_model, prepare
 
     local_data.install()
     hooks.install_evaluator_hook()
-    import lm_eval_cola.models  # noqa: F401  (the start-up hook does this once installed)
+    import lm_eval_cola.harness.models  # noqa: F401  (the start-up hook does this once installed)
 
     try:
         embedded = default_model()
@@ -39,7 +39,7 @@ def test_the_converted_default_model_equals_the_gguf_file(smollm):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lm_eval_cola.default_model import default_model
+    from lm_eval_cola.harness.default_model import default_model
 
     embedded = default_model()
     assert "gguf_file" not in embedded.load_args()  # the fixture converted it
@@ -69,7 +69,7 @@ def test_identity_cola_hf_equals_hf_on_arc(smollm):
 
 
 def test_mcts_oracle_beats_the_full_chain_and_every_record_verifies(smollm, tmp_path):
-    from lm_eval_cola.verify import verify_records
+    from lm_eval_cola.cli.verify import verify_records
 
     records = tmp_path / "records.jsonl"
     results = evaluate("cola_mcts", dict(smollm, budget=12, records=str(records)), 10)

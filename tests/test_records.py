@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from lm_eval_cola.records import SCHEMA_VERSION, ChainEntry, Record, read_records
-from lm_eval_cola.stats import interval
-from lm_eval_cola.summary import Summary
+from lm_eval_cola.results.records import SCHEMA_VERSION, ChainEntry, Record, read_records
+from lm_eval_cola.results.stats import interval
+from lm_eval_cola.results.summary import Summary
 
 BASE = {
     "task": "arc_challenge", "doc_id": 0, "doc_hash": "h", "model": "m", "searcher": "mcts",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lm_eval_cola.errors import UserError
-from lm_eval_cola.records import Record, RecordWriter, read_records
+from lm_eval_cola.results.records import Record, RecordWriter, read_records
 
 RECORD = {
     "task": "arc_challenge", "doc_id": 0, "doc_hash": "h", "searcher": "mcts", "settings": {},

@@ -125,7 +125,7 @@ def test_get_model_finds_builtin_and_cola_models(tmp_path):
         got = out["cola"][alias]
         assert got["class"] == target, (
             f"get_model({alias!r}) resolved to {got['class']}, expected {target} "
-            "(lm_eval_cola/models.py must define and @register_model this class)"
+            "(lm_eval_cola/harness/models.py must define and @register_model this class)"
         )
         assert got["upgraded"], f"registry entry of {alias} is still a placeholder"
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from lm_eval_cola.records import read_records
 from lm_eval_cola.reports import build_board, combine_summaries
 from lm_eval_cola.reports.render import ORACLE_HEADING, to_markdown
-from lm_eval_cola.summary import Summary
+from lm_eval_cola.results.records import read_records
+from lm_eval_cola.results.summary import Summary
 from tests.board_checks import check_rows, counts, source_of
 from tests.reports_fixtures import (
     LIMIT,

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from lm_eval_cola.chain import full_chain, parse_chain
+from lm_eval_cola.chains.syntax import full_chain, parse_chain
 from lm_eval_cola.reports import Rate, build_board, write_board
 from lm_eval_cola.reports.findings import Findings
 from lm_eval_cola.reports.render import to_markdown
 from lm_eval_cola.reports.tables import board_table, notes, task_table
-from lm_eval_cola.stats import (
+from lm_eval_cola.results.stats import (
     ABOVE,
     UNDECIDED,
     edit_distance,
@@ -28,7 +28,7 @@ from lm_eval_cola.stats import (
     paired_difference_interval,
     wilson,
 )
-from lm_eval_cola.summary import Summary
+from lm_eval_cola.results.summary import Summary
 from tests.board_checks import finding_counts, rate_text
 from tests.reports_fixtures import (
     NUM_LAYERS,

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from lm_eval_cola.chain import format_chain
+from lm_eval_cola.chains.syntax import format_chain
 from lm_eval_cola.errors import UserError
-from lm_eval_cola.router import (
+from lm_eval_cola.harness.router import (
     Router,
     RouterFile,
     candidates_from_records,
@@ -156,7 +156,7 @@ DOCS = [("Question: which is a planet?\nAnswer:", [" Mars", " the Sun", " a come
 @pytest.mark.parametrize("kind", ["loglikelihood", "generate_until"])
 def test_cola_router_answers_as_its_chain_does_and_never_reads_the_gold(tiny_llama_dir,
                                                                          tmp_path, kind):
-    from lm_eval_cola.models import ColaHFLM, ColaRouter
+    from lm_eval_cola.harness.models import ColaHFLM, ColaRouter
 
     chain = "0+2+2-3"
     forced_router(tmp_path / "r.json", chain, 4, hidden=32)
@@ -177,8 +177,8 @@ def test_cola_router_answers_as_its_chain_does_and_never_reads_the_gold(tiny_lla
 
 
 def test_router_features_read_the_shared_prompt_only(tiny_llama_dir):
-    from lm_eval_cola.features import hidden_features, prompt_tokens
-    from lm_eval_cola.models import ColaHFLM
+    from lm_eval_cola.engine.features import hidden_features, prompt_tokens
+    from lm_eval_cola.harness.models import ColaHFLM
 
     lm = ColaHFLM(pretrained=tiny_llama_dir, device="cpu")
     one = instances("loglikelihood", [DOCS[0]])
@@ -190,7 +190,7 @@ def test_router_features_read_the_shared_prompt_only(tiny_llama_dir):
 
 
 def test_cola_router_refuses_bad_settings_in_one_line(tiny_llama_dir, tmp_path):
-    from lm_eval_cola.models import ColaRouter
+    from lm_eval_cola.harness.models import ColaRouter
 
     with pytest.raises(UserError, match="needs router=FILE"):
         ColaRouter(pretrained=tiny_llama_dir, device="cpu")
@@ -224,12 +224,12 @@ def test_search_then_train_router_then_cola_router_end_to_end(tiny_llama_dir, tm
     spec = RouterFile.read(out)
     assert spec.samples == 8 and spec.split == "train" and len(spec.candidates) <= 4
     assert 0.0 <= spec.score["cv_router_accuracy"] <= spec.score["candidate_oracle_accuracy"]
-    from lm_eval_cola.models import ColaRouter
+    from lm_eval_cola.harness.models import ColaRouter
 
     lm = ColaRouter(pretrained=tiny_llama_dir, device="cpu", router=str(out))
     from lm_eval import evaluator
 
-    from lm_eval_cola.oracle import task_manager
+    from lm_eval_cola.search.judge import task_manager
 
     results = evaluator.simple_evaluate(model=lm, tasks=["arc_challenge"], limit=6,
                                         task_manager=task_manager())

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from lm_eval_cola.cli.table1 import expected_settings
 from lm_eval_cola.errors import UserError
-from lm_eval_cola.records import read_records
-from lm_eval_cola.table1 import expected_settings
+from lm_eval_cola.results.records import read_records
 from tests.reports_fixtures import PRETRAINED, TASKS, load, write_run
 
 MODEL_DIR = "__models__tiny-llama"
@@ -47,7 +47,7 @@ def tables(tmp_path, monkeypatch):
     """The Original row as compare left it under ``out/``, and under ``reuse/`` an earlier
     skip-only search of the same samples: the same evaluation, its full chain right exactly
     where the Original row's is."""
-    from lm_eval_cola import compare as compare_module
+    from lm_eval_cola.cli import compare as compare_module
 
     monkeypatch.setattr(compare_module, "run_variant",
                         lambda *a, **k: pytest.fail("a row was run"))
@@ -63,7 +63,7 @@ def tables(tmp_path, monkeypatch):
 
 
 def table1(tables, *extra: str, rows: str = "original,skip") -> int:
-    from lm_eval_cola import table1 as command
+    from lm_eval_cola.cli import table1 as command
     from tests.cli_helpers import run_subcommand
 
     argv = ["--tasks", ",".join(TASKS), "--limit", "3", "--budget", "4", "--rows", rows,
@@ -167,7 +167,7 @@ def test_reuse_refusal_is_one_line_and_a_failing_exit(tables, capsys):
 ])
 def test_compare_resumes_only_a_run_with_the_same_prompt_settings(tmp_path, stored, asked,
                                                                   same):
-    from lm_eval_cola.compare import Variant, complete_results
+    from lm_eval_cola.cli.compare import Variant, complete_results
 
     path = write_run(tmp_path / "mcts" / MODEL_DIR, "mcts")
     args = load(path)["config"]["model_args"]

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from lm_eval_cola.scheduler import run_searches
+from lm_eval_cola.search.scheduler import run_searches
 
 
 class Chained:

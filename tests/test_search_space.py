@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from lm_eval_cola.searchers import (
+from lm_eval_cola.search.searchers import (
     PROTOCOLS,
     ActionSpace,
     Outcome,
@@ -15,8 +15,8 @@ from lm_eval_cola.searchers import (
     pick_best,
     run_search,
 )
-from lm_eval_cola.searchers.actions import Action, parse_actions, parse_sizes
-from lm_eval_cola.searchers.base import neighbours
+from lm_eval_cola.search.searchers.actions import Action, parse_actions, parse_sizes
+from lm_eval_cola.search.searchers.base import neighbours
 from tests.searcher_fakes import (
     FULL,
     SEARCHING,

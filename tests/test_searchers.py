@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from lm_eval_cola.searchers import (
+from lm_eval_cola.search.searchers import (
     SEARCHERS,
     Ledger,
     Searcher,
@@ -12,7 +12,7 @@ from lm_eval_cola.searchers import (
     register_searcher,
     searcher_names,
 )
-from lm_eval_cola.searchers.base import neighbours
+from lm_eval_cola.search.searchers.base import neighbours
 from tests.searcher_fakes import (
     FULL,
     PLANTED_REPEAT,

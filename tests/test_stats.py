@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lm_eval_cola.stats import edit_distance, interval, wilson
+from lm_eval_cola.results.stats import edit_distance, interval, wilson
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from lm_eval_cola.cli.table1 import _rows, variant_name
 from lm_eval_cola.errors import UserError
 from lm_eval_cola.reports.table1 import (
     build_table1,
@@ -17,8 +18,7 @@ from lm_eval_cola.reports.table1 import (
     to_markdown,
     write_table1,
 )
-from lm_eval_cola.stats import mcnemar_exact, paired_difference_interval
-from lm_eval_cola.table1 import _rows, variant_name
+from lm_eval_cola.results.stats import mcnemar_exact, paired_difference_interval
 from tests.board_checks import finding_counts, rate_text
 from tests.cli_helpers import arc_task_manager, run_subcommand
 from tests.reports_fixtures import make_records
@@ -143,7 +143,7 @@ def test_variants_and_bad_rows():
 @pytest.mark.skipif(not os.environ.get("COLA_DATA_DIR"),
                     reason="needs COLA_DATA_DIR (local benchmark data)")
 def test_table1_end_to_end(tiny_llama_dir, tmp_path, capsys, monkeypatch):
-    from lm_eval_cola import table1 as command
+    from lm_eval_cola.cli import table1 as command
 
     manager = arc_task_manager()
     argv = ["--tasks", "arc_easy", "--limit", "3", "--budget", "4", "--rows",
@@ -171,7 +171,7 @@ def test_table1_end_to_end(tiny_llama_dir, tmp_path, capsys, monkeypatch):
     assert len({(r["full_chain_k"], r["full_chain_n"]) for r in rows}) == 1
     assert rows[0]["full_chain_k"] == rows[0]["accuracy_k"]
     # a later, smaller table reuses the search run (its first 2 samples) and runs nothing
-    from lm_eval_cola import compare as compare_module
+    from lm_eval_cola.cli import compare as compare_module
 
     monkeypatch.setattr(compare_module, "run_variant", lambda *a, **k: pytest.fail("ran"))
     again = ["--tasks", "arc_easy", "--limit", "2", "--budget", "4", "--rows", "skip+loop",

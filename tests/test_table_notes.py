@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from lm_eval_cola.records import Record
-from lm_eval_cola.summary import Summary
-from lm_eval_cola.table_notes import table_notes
+from lm_eval_cola.harness.table_notes import table_notes
+from lm_eval_cola.results.records import Record
+from lm_eval_cola.results.summary import Summary
 
 
 def record(task: str, doc_id: int, full: bool, best: bool, length: int,

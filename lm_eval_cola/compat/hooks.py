@@ -168,7 +168,7 @@ def _guard_simple_evaluate(evaluator: Any) -> None:
 
 def _refuse_before_any_work(model: Any, call: dict[str, Any]) -> None:
     """What a cola model cannot run, refused in one line before the model loads."""
-    from lm_eval_cola.evaluation_call import checked_samples
+    from lm_eval_cola.harness.evaluation_call import checked_samples
 
     checked_samples(call.get("samples"))
     searcher = _searcher_of(model, call.get("model_args"))
@@ -227,7 +227,7 @@ def _patch_make_table(utils: Any) -> None:
         if column != last:
             return table
         try:
-            from lm_eval_cola.table_notes import table_notes
+            from lm_eval_cola.harness.table_notes import table_notes
 
             notes = table_notes(result_dict)
         except Exception as err:  # noqa: BLE001 - a note must never cost a finished run
@@ -253,7 +253,7 @@ def label_embedded_model(config: dict[str, Any]) -> None:
             return
         from pathlib import Path
 
-        from lm_eval_cola.default_model import converted_folder, default_model
+        from lm_eval_cola.harness.default_model import converted_folder, default_model
 
         embedded = default_model()
         same = ((Path(str(pretrained)) == Path(embedded.folder)
@@ -285,7 +285,7 @@ def _patch_tracker(tracking: Any) -> None:
         # Without pretrained= lm-eval names the run at random; name it after the
         # embedded default model so reruns (and resumes) land in the same folder.
         if is_cola_model(model_source) and model_name_from_args(model_args) is None:
-            from lm_eval_cola.default_model import DEFAULT_NAME
+            from lm_eval_cola.harness.default_model import DEFAULT_NAME
 
             self.model_name = DEFAULT_NAME
             self.model_name_sanitized = sanitize_model_name(DEFAULT_NAME)

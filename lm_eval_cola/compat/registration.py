@@ -5,7 +5,7 @@ lm-eval 0.4.13 has no plugin entry points for models, so ``lm_eval_cola.pth`` im
 modules and calls, right after each has executed, the callback named for it here:
 
 * ``lm_eval.api.registry`` -> :func:`on_registry`: the built-in models and lazy placeholders
-  for ours (:data:`MODELS`), e.g. ``cola_hf -> lm_eval_cola.models:ColaHFLM``.
+  for ours (:data:`MODELS`), e.g. ``cola_hf -> lm_eval_cola.harness.models:ColaHFLM``.
 * ``lm_eval.tasks`` -> :func:`on_tasks`: local datasets via ``COLA_DATA_DIR`` (``local_data``),
   and our task folder on every TaskManager's task path (``task_path``).
 * ``lm_eval.evaluator`` -> :func:`on_evaluator`: the evaluator hooks (``hooks``).
@@ -29,11 +29,11 @@ logger = logging.getLogger("lm_eval_cola")
 # Placeholders must equal f"{cls.__module__}:{cls.__name__}" of the registered classes, so that
 # lm-eval's registry upgrades them in place when ``@register_model`` runs.
 MODELS: dict[str, str] = {
-    "cola_hf": "lm_eval_cola.models:ColaHFLM",
-    "cola_mcts": "lm_eval_cola.models:ColaMCTS",
-    "cola_greedy": "lm_eval_cola.models:ColaGreedy",
-    "cola_random": "lm_eval_cola.models:ColaRandom",
-    "cola_router": "lm_eval_cola.models:ColaRouter",
+    "cola_hf": "lm_eval_cola.harness.models:ColaHFLM",
+    "cola_mcts": "lm_eval_cola.harness.models:ColaMCTS",
+    "cola_greedy": "lm_eval_cola.harness.models:ColaGreedy",
+    "cola_random": "lm_eval_cola.harness.models:ColaRandom",
+    "cola_router": "lm_eval_cola.harness.models:ColaRouter",
 }
 
 _warned = False

@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 from lm_eval_cola.errors import UserError
-from lm_eval_cola.records import Record
 from lm_eval_cola.reports.runs import (
     FULL_MODEL,
     NEUTRAL_ARGS,
@@ -55,7 +54,8 @@ from lm_eval_cola.reports.runs import (
     number,
     run_records,
 )
-from lm_eval_cola.summary import Summary
+from lm_eval_cola.results.records import Record
+from lm_eval_cola.results.summary import Summary
 
 logger = logging.getLogger(__name__)
 

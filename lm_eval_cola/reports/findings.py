@@ -23,8 +23,8 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from lm_eval_cola.stats import Paired, wilson
-from lm_eval_cola.summary import Summary
+from lm_eval_cola.results.stats import Paired, wilson
+from lm_eval_cola.results.summary import Summary
 
 # CSV suffixes: a rate's share, its counts and interval; a paired test's difference, its
 # interval, p and counts; a seed row's spread over seeds.

@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lm_eval_cola.chain import parse_chain
-from lm_eval_cola.records import Record
+from lm_eval_cola.chains.syntax import parse_chain
 from lm_eval_cola.reports.runs import (
     FULL_MODEL,
     ORACLE,
@@ -37,6 +36,7 @@ from lm_eval_cola.reports.runs import (
     SERIES_KINDS,
     STATIC_CHAIN,
 )
+from lm_eval_cola.results.records import Record
 
 COLORS = {"skipped": "#adb5bd", "used once": "#4c6ef5", "repeated": "#f76707"}
 # series kind -> (legend label, marker, colour) in the depth plot

@@ -53,7 +53,7 @@ DEPTH_NOTE = ("depth_<task>: the main metric against mean executed depth (layers
 # ---------------------------------------------------------------------------- markdown, csv
 
 
-def _md_table(head: list[str], body: list[list[Cell]]) -> list[str]:
+def md_table(head: list[str], body: list[list[Cell]]) -> list[str]:
     def escape(text: str) -> str:
         return text.replace("|", "\\|")
 
@@ -67,15 +67,15 @@ def to_markdown(board: Board, plots: list[Path] | None = None, title: str = "Lea
                 tables: list[Path] | None = None) -> str:
     lines = [f"## {title}", ""]
     if board.deployable:
-        lines += _md_table(*board_table(board, oracle=False)) + [""]
+        lines += md_table(*board_table(board, oracle=False)) + [""]
     lines += [f"{n}  " for n in notes(board)]
     if board.oracles:
         lines += ["", f"### {ORACLE_HEADING}", "", f"{ORACLE_NOTE[0].upper()}{ORACLE_NOTE[1:]}.",
                   ""]
-        lines += _md_table(*board_table(board, oracle=True))
+        lines += md_table(*board_table(board, oracle=True))
     head, per_task = task_table(board)
     if per_task:
-        lines += ["", f"### {TASK_HEADING}", ""] + _md_table(head, per_task)
+        lines += ["", f"### {TASK_HEADING}", ""] + md_table(head, per_task)
     if tables:
         lines += ["", "Tables: " + ", ".join(f"[{p.name}]({p.name})" for p in tables)]
     if plots:

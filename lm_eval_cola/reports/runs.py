@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lm_eval_cola.chain import format_chain
+from lm_eval_cola.chains.syntax import format_chain
 from lm_eval_cola.errors import UserError
-from lm_eval_cola.identity import NEUTRAL_ARGS, EvalIdentity
-from lm_eval_cola.records import Record, latest_per_sample, read_records
+from lm_eval_cola.results.identity import NEUTRAL_ARGS, EvalIdentity
+from lm_eval_cola.results.records import Record, latest_per_sample, read_records
 
 # NEUTRAL_ARGS (model_args that never change a result, left out when deciding which files
 # make one row) lives in identity.py: one list, shared with compare's and table1's checks.

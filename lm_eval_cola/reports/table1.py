@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lm_eval_cola.records import Record
 from lm_eval_cola.reports.findings import Findings, Rate, suffixes_of
-from lm_eval_cola.reports.render import _md_table, asset, write_csv
+from lm_eval_cola.reports.render import asset, md_table, write_csv
 from lm_eval_cola.reports.tables import PAIRED_NOTE
-from lm_eval_cola.summary import Summary
+from lm_eval_cola.results.records import Record
+from lm_eval_cola.results.summary import Summary
 
 # (key, label) of Table 1's rows, in the paper's order; key is the search's action set.
 ROWS = (("original", "Original (full chain)"), ("skip", "Skip-only"),
@@ -156,11 +156,11 @@ def to_markdown(table: Table1) -> str:
     lines = [f"# Table 1: {table.model}", ""]
     if table.settings:
         lines += [f"Settings: {table.settings}", ""]
-    lines += _md_table(main_table(table)[0], cells) + ["", NOTE, ""]
+    lines += md_table(main_table(table)[0], cells) + ["", NOTE, ""]
     head, body = findings_table(table)
     if body:
         lines += ["## Findings and their chance control", ""]
-        lines += _md_table(head, [[(text, None) for text in line] for line in body]) + [""]
+        lines += md_table(head, [[(text, None) for text in line] for line in body]) + [""]
         note = _paired_note(table)
         lines += [note, ""] if note else []
     return "\n".join(lines)

@@ -1,0 +1,398 @@
+"""Greedy decoding of many (sample, chain) rows at once: one batched forward per step.
+
+``BatchDecoder`` holds the rows in flight; ``step()`` runs one forward over all of them
+and returns the rows that finished. Rows join (``add``) and leave at any step
+(continuous batching), up to a bound on the bytes of their KV caches.
+
+How one step runs (the model's own forward, as ``fast.score_many`` runs it):
+
+- Every row feeds a *segment* of tokens: a prompt (or the part of it no stored prefix
+  covers) when it joins, later its last token and a few guessed ones (drafts, see
+  ``fast_generate.Drafts``). The segments are laid end to end in one sequence, each with
+  its own position ids.
+- Each row runs its own chain. The layers run in the order ``fast.schedule_layers`` gives: the
+  lowest layer any row needs next, over every row that needs it, so rows at the same
+  chain position share one layer call and rows at other positions are grouped by layer.
+- Each row keeps its own KV cache: one slot per chain position, preallocated for its
+  prompt plus ``max_length``. Attention runs per segment against its own row's slots
+  (the model's own attention function, handed one segment at a time), so what a row
+  sees never depends on the others.
+- Batch invariance: on a CPU a matrix product's rounding depends on how many rows it has
+  (MKL switches kernels). Each layer call takes a prompt segment alone, or decoding
+  tokens in chunks of at most ``CHUNK_TOKENS``, padded to a multiple of ``PAD_MULTIPLE``:
+  within that range every row's result is bitwise the same whatever shares the call
+  (fp32; tests/test_batch_generate.py checks whole answers). MoE layers route a variable
+  number of tokens to each expert, and bf16 kernels on a CPU round differently by batch:
+  there answers are equal in practice, not by construction.
+
+Memory: a row's KV slots take ``len(chain) x 2 x kv_heads x head_dim x (max_length +
+DRAFT) x bytes``; rows beyond ``kv_bytes`` in total wait until others finish.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import sys
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lm_eval_cola.chains.syntax import Chain
+from lm_eval_cola.engine.apply import architecture_of, chain_applied, chain_positions
+from lm_eval_cola.engine.fast import (
+    PAD_MULTIPLE,
+    LayersDone,
+    drive_steps,
+    layer_output,
+    note_layer_output,
+    schedule_layers,
+)
+
+logger = logging.getLogger(__name__)
+
+# Decoding tokens per layer call on a CPU (fp32 MKL products of 16..56 rows round alike).
+CHUNK_TOKENS = 48
+DEFAULT_KV_BYTES = 1 << 30
+_ATTENTION = "cola_segments"  # our attention function's name in transformers' registry
+SUPPORTED_ATTENTION = ("sdpa", "eager")
+
+
+@dataclass
+class _Segment:
+    """Where a row's tokens sit in one layer call, and which chain position runs."""
+
+    row: RowState
+    position: int
+    offset: int
+    length: int
+
+
+@dataclass
+class _Call:
+    """The layer call in progress: read by the cache view and the attention function."""
+
+    segments: list[_Segment] = field(default_factory=list)
+    implementation: str = "sdpa"
+
+
+_CURRENT = _Call()
+
+
+class _RowsCache:
+    """What a layer is handed as its KV cache: writes each segment's keys and values into
+    its own row's slot for its chain position and hands them back unchanged (attention
+    reads each row's slots itself)."""
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor, *args: Any, **kwargs: Any
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        for seg in _CURRENT.segments:
+            row = seg.row
+            slot_k, slot_v = row.slots(seg.position, keys, row.capacity)
+            end = row.length + seg.length
+            slot_k[:, :, row.length:end] = keys[:, :, seg.offset:seg.offset + seg.length]
+            slot_v[:, :, row.length:end] = values[:, :, seg.offset:seg.offset + seg.length]
+        return keys, values
+
+    def get_seq_length(self, *args: Any, **kwargs: Any) -> int:  # pragma: no cover
+        return 0
+
+
+def _segments_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+                        value: torch.Tensor, attention_mask: Any, **kwargs: Any) -> tuple:
+    """Each segment's queries against its own row's keys and values, by the model's own
+    attention function with the mask it would get decoding that row alone."""
+    implementation = _CURRENT.implementation
+    eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    attend = (eager if implementation == "eager"
+              else ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager))
+    out = query.new_zeros(query.shape[0], query.shape[2], query.shape[1], value.shape[-1])
+    for seg in _CURRENT.segments:
+        row = seg.row
+        seen = row.length + seg.length
+        slot_k, slot_v = row.slots(seg.position, key, row.capacity)
+        q = query[:, :, seg.offset:seg.offset + seg.length]
+        mask = _mask(seg.length, seen, implementation, query)
+        part, _ = attend(module, q, slot_k[:, :, :seen], slot_v[:, :, :seen], mask, **kwargs)
+        out[:, seg.offset:seg.offset + seg.length] = part
+    return out, None
+
+
+def _mask(queries: int, seen: int, implementation: str, like: torch.Tensor) -> Any:
+    """The mask a lone row gets: none for one query (or a causal prompt under sdpa), else
+    causal with the queries at the end (bool for sdpa, additive for eager)."""
+    if queries == 1 or (queries == seen and implementation == "sdpa"):
+        return None
+    index = torch.arange(seen, device=like.device)
+    visible = index[None, :] <= index[-queries:, None]
+    if implementation == "sdpa":
+        return visible[None, None]
+    mask = torch.zeros(visible.shape, dtype=like.dtype, device=like.device)
+    mask.masked_fill_(~visible, torch.finfo(like.dtype).min)
+    return mask[None, None]
+
+
+@functools.cache
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(_ATTENTION, _segments_attention)
+
+
+@dataclass
+class DecodeStats:
+    """What the batched decoders did (for the benchmark): steps, rows per step, tokens,
+    and the layer calls that ran them (real tokens against the padded ones computed)."""
+
+    steps: int = 0
+    rows: int = 0
+    row_steps: int = 0  # rows in each step, summed: the mean batch is row_steps / steps
+    max_rows: int = 0
+    fed_tokens: int = 0
+    tokens: int = 0
+    tokens_from_drafts: int = 0
+    layer_calls: int = 0  # layer calls over short segments (decoding; long prompts run alone)
+    call_tokens: int = 0  # real tokens in them
+    padded_tokens: int = 0  # tokens computed in them, padding included
+    token_layers: int = 0  # tokens x layers computed in every layer call, padding included
+    alone_token_layers: int = 0  # what ``generate`` alone runs for the same rows
+
+    def reset(self) -> None:
+        for item in dataclasses.fields(self):
+            setattr(self, item.name, 0)
+
+    def copy(self) -> DecodeStats:
+        return dataclasses.replace(self)
+
+
+DECODE_STATS = DecodeStats()
+
+
+class RowState:
+    """A decoding row's KV slots (one per chain position) and where it stands; subclassed
+    by the generator, which adds the tokens and decides what each step feeds."""
+
+    def __init__(self, chain: Chain, capacity: int):
+        self.chain = chain
+        self.capacity = capacity
+        self.length = 0  # tokens in the cache
+        self._slots: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        # What the next step runs: tokens, their first position id, the chain position
+        # to start at with ``hidden`` (a stored prefix's output) as its input.
+        self.feed: list[int] = []
+        self.start = 0
+        self.hidden: torch.Tensor | None = None
+        self.final: torch.Tensor | None = None  # the last chain position's output
+
+    def slots(self, position: int, like: torch.Tensor, capacity: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        slot = self._slots.get(position)
+        if slot is None:
+            shape = (1, like.shape[1], capacity, like.shape[3])
+            slot = (like.new_empty(shape), like.new_empty(shape))  # read up to `length` only
+            self._slots[position] = slot
+        return slot
+
+    def put_slot(self, position: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Fill ``position``'s slot with stored keys and values (a prompt's, from a store)."""
+        slot_k, slot_v = self.slots(position, keys, self.capacity)
+        slot_k[:, :, :keys.shape[2]] = keys
+        slot_v[:, :, :values.shape[2]] = values
+
+    def slot(self, position: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``length`` cached keys and values of ``position`` (copies)."""
+        slot_k, slot_v = self._slots[position]
+        return slot_k[:, :, :length].clone(), slot_v[:, :, :length].clone()
+
+    def on_output(self, position: int, output: torch.Tensor) -> None:
+        """A chain position's output over this row's segment (prompt rows keep them)."""
+
+    def bytes_needed(self, model: torch.nn.Module) -> int:
+        config = model.config
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        size = next(model.parameters()).element_size()
+        return len(self.chain) * 2 * heads * dim * self.capacity * size
+
+
+def attention_supported(model: torch.nn.Module) -> bool:
+    return getattr(model.config, "_attn_implementation", None) in SUPPORTED_ATTENTION
+
+
+@torch.no_grad()
+def forward_rows(model: torch.nn.Module, rows: Sequence[RowState],
+                 chunk_tokens: int = CHUNK_TOKENS) -> list[torch.Tensor]:
+    """Run every row's ``feed`` through its chain (from ``start``) in one batched forward,
+    writing their KV slots; each row's final hidden states, (1, len(feed), H)."""
+    _register_attention()
+    device = next(model.parameters()).device
+    working = [row for row in rows if row.start < len(row.chain)]
+    for row in rows:
+        row.final = row.hidden if row.start == len(row.chain) else None
+    if working:
+        _run_layers(model, working, device, chunk_tokens)
+    return [row.final for row in rows]  # type: ignore[misc]
+
+
+def _run_layers(model: torch.nn.Module, rows: list[RowState], device: torch.device,
+                chunk_tokens: int) -> None:
+    offsets, tokens, position_ids = [], [], []
+    for row in rows:
+        offsets.append(len(tokens))
+        tokens += row.feed
+        position_ids += range(row.length, row.length + len(row.feed))
+    dummy = len(tokens)  # PAD_MULTIPLE padding tokens, never attended to
+    tokens += [tokens[-1]] * PAD_MULTIPLE
+    position_ids += [0] * PAD_MULTIPLE
+    total = len(tokens)
+    layers, steps = schedule_layers(rows)  # type: ignore[arg-type]
+    arch = architecture_of(model)
+    config = model.config
+    saved = config._attn_implementation
+
+    def calls(step: Any) -> list[list[int]]:
+        """The step's rows split into layer calls: a prompt alone, decoding rows chunked."""
+        out: list[list[int]] = []
+        small: list[int] = []
+        size = 0
+        for k, i in enumerate(step.rows):
+            n = len(rows[i].feed)
+            if n > chunk_tokens:
+                out.append([k])
+                continue
+            if small and size + n > chunk_tokens:
+                out.append(small)
+                small, size = [], 0
+            small.append(k)
+            size += n
+        return out + ([small] if small else [])
+
+    def around(step: Any, last: bool, run: Any, args: tuple, kwargs: dict) -> Any:
+        hidden = args[0]
+        merged = hidden
+        for group in calls(step):
+            index: list[int] = []
+            segments = []
+            for k in group:
+                i = step.rows[k]
+                row = rows[i]
+                segments.append(_Segment(row, step.positions[k], len(index), len(row.feed)))
+                index += range(offsets[i], offsets[i] + len(row.feed))
+            real = len(index)
+            index += range(dummy, dummy + (-real % PAD_MULTIPLE))
+            DECODE_STATS.token_layers += len(index)
+            if real <= chunk_tokens:
+                DECODE_STATS.layer_calls += 1
+                DECODE_STATS.call_tokens += real
+                DECODE_STATS.padded_tokens += len(index)
+            idx = torch.tensor(index, device=hidden.device)
+            x = hidden.index_select(1, idx)
+            for seg in segments:
+                if seg.position == seg.row.start and seg.row.hidden is not None:
+                    x[:, seg.offset:seg.offset + seg.length] = seg.row.hidden.to(x.device)
+            cut = _cut(kwargs, idx, total)
+            for name in arch.layer_cache_keywords:
+                if name in cut:
+                    cut[name] = _RowsCache()
+                    break
+            else:
+                cut[arch.layer_cache_keywords[0]] = _RowsCache()
+            _CURRENT.segments = segments
+            try:
+                output = run((x, *args[1:]), cut)
+            finally:
+                _CURRENT.segments = []
+            note_layer_output(model, output)
+            out = output[0] if isinstance(output, tuple) else output
+            for seg in segments:
+                part = out[:, seg.offset:seg.offset + seg.length]
+                seg.row.on_output(seg.position, part)
+                if seg.position + 1 == len(seg.row.chain):
+                    seg.row.final = part.clone()
+            if not last:
+                # With a device map the layer's output may sit on another device.
+                merged = merged.to(out.device).index_copy(1, idx[:real].to(out.device),
+                                                          out[:, :real])
+        if last:
+            raise LayersDone
+        return (merged, *output[1:]) if isinstance(output, tuple) else merged
+
+    inputs = {
+        "input_ids": torch.tensor([tokens], device=device),
+        "position_ids": torch.tensor([position_ids], device=device),
+        "use_cache": False,
+    }
+    config._attn_implementation = _ATTENTION
+    _CURRENT.implementation = saved
+    try:
+        drive_steps(model, layers, steps, around, inputs)
+    finally:
+        config._attn_implementation = saved
+
+
+def _cut(value: Any, index: torch.Tensor, total: int) -> Any:
+    """A layer's keyword arguments cut to the tokens ``index`` of the packed sequence:
+    every tensor with the sequence as dimension 1 (rotary tables, position ids)."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() >= 2 and value.shape[1] == total:
+            return value.index_select(1, index.to(value.device))
+        return value
+    if isinstance(value, dict):
+        return {k: _cut(v, index, total) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return type(value)(_cut(v, index, total) for v in value)
+    return value
+
+
+@torch.no_grad()
+def head_argmax(model: torch.nn.Module, hidden: torch.Tensor,
+                chunk_tokens: int = CHUNK_TOKENS) -> list[int]:
+    """Greedy picks for hidden states ``(K, H)`` (final norm and LM head by the model's own
+    forward on a one-position chain, as ``fast._run_head``), in calls of at most
+    ``chunk_tokens`` rows padded to a multiple of ``PAD_MULTIPLE``."""
+    picks: list[int] = []
+    for begin in range(0, hidden.shape[0], chunk_tokens):
+        rows = hidden[begin:begin + chunk_tokens]
+        real = rows.shape[0]
+        rows = torch.cat([rows, rows.new_zeros(-real % PAD_MULTIPLE, rows.shape[1])])
+        count = rows.shape[0]
+        device = rows.device
+        with chain_applied(model, (0,)):
+            chain_positions(model)[0].replay = layer_output(model, rows[None])
+            logits = model(input_ids=torch.zeros(1, count, dtype=torch.long, device=device),
+                           position_ids=torch.zeros(1, count, dtype=torch.long, device=device),
+                           use_cache=False).logits[0]
+        picks += logits[:real].argmax(dim=-1).tolist()
+    return picks
+
+
+class Admission:
+    """Rows waiting for KV room, first come first served (at least one row always runs)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.waiting: deque[tuple[Any, int]] = deque()
+
+    def offer(self, row: Any, size: int) -> None:
+        self.waiting.append((row, size))
+
+    def admit(self, running: int) -> list[Any]:
+        admitted = []
+        while self.waiting:
+            row, size = self.waiting[0]
+            if running + len(admitted) > 0 and self.bytes + size > self.max_bytes:
+                break
+            self.waiting.popleft()
+            self.bytes += size
+            admitted.append(row)
+        return admitted
+
+    def release(self, size: int) -> None:
+        self.bytes -= size

@@ -1,0 +1,4 @@
+"""The lm-eval side: the cola models lm-eval runs (``models.py``: ``cola_hf`` ...), their
+settings (``config.py``), the embedded default model, the evaluation-call contract with the
+evaluator hook, data-parallel ranks, run conditions, the router model's router and the notes
+under lm-eval's table. Imports search, engine, results, chains and compat."""

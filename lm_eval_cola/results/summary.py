@@ -1,0 +1,340 @@
+"""The paper's two findings, counted over every searched sample (nothing filtered):
+
+- among samples the full chain gets right, the share with a correct strictly shorter chain;
+- among samples the full chain gets wrong, the share with some correct chain;
+
+with what a paper prints beside them: Wilson 95% intervals (on both findings, the oracle
+accuracy and the chance control's rates), the depth ratio of the shortened and of the
+fixed samples apart, the mean edit count (Levenshtein distance from the full chain), the
+cost in evaluated layers, and the chains with non-finite scores. With ``control=decoy``,
+the decoy's rates: the share of wrong samples where the search reached a wrong decoy
+answer, and of right samples where a chain at least ``min_shorter`` layers shorter gave it
+(see ``lm_eval_cola.search.decoy``), over the samples that have a decoy (the control ran on every
+sample, but some have none to draw: ``no_decoy_right`` / ``no_decoy_wrong``). Each of
+those rates is set beside its finding on the same samples by a paired test
+(``fixed_vs_decoy``, ``shorter_vs_decoy``: ``stats.Paired``): the per-sample pairs (gold
+outcome, decoy outcome), their discordant counts, exact McNemar and the paired difference
+with Newcombe's interval; its ``conclusion`` is the only "above chance" a summary states.
+
+A ``Summary`` holds exact counts and sums, so summaries of disjoint runs (data parallel
+ranks, result files of one row) merge exactly with ``merge``; ``as_dict`` writes the counts
+beside the shares, and ``from_dict`` reads them back. It keeps one summary a task too
+(``by_task``, written as ``per_task``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lm_eval_cola.chains.syntax import ChainError, full_chain, parse_chain
+from lm_eval_cola.results.records import Record
+from lm_eval_cola.results.stats import Paired, edit_distance, interval
+
+_COUNTS = ("samples", "right", "right_shortened", "wrong", "wrong_fixed", "oracle_correct",
+           "total_length", "total_evaluations", "total_ticks")
+# Exact counts added with records schema 3, written by ``as_dict`` under their own names;
+# a summary written before them reads them as 0.
+_NEW_COUNTS = ("total_shortened_length", "total_fixed_length", "total_edits", "edit_samples",
+               "total_evaluated_layers", "cost_samples", "nonfinite_chains",
+               "nonfinite_samples", "decoy_full_right", "decoy_right_shortened",
+               "decoy_full_wrong", "decoy_wrong_reached", "total_decoy_evaluations")
+# The paired test's counts (over the samples with a decoy, as the decoy's rates) and the
+# samples the control ran on without a decoy. A summary written before them reads them as
+# 0 and counts its decoy samples as ``decoy_unpaired``: their pairs are unknown, so no
+# paired test is shown for it, nor for anything merged with it.
+_PAIR_COUNTS = ("decoy_wrong_fixed", "decoy_wrong_both", "decoy_right_shorter",
+                "decoy_right_both", "no_decoy_right", "no_decoy_wrong", "decoy_unpaired")
+_NO_CAP = 1 << 30  # edit counts parse recorded chains of any length
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _mean(total: int, count: int, digits: int = 4) -> float | None:
+    return round(total / count, digits) if count else None
+
+
+@dataclass
+class Summary:
+    num_layers: int
+    oracle: bool = True  # False for searcher `none`: the gold chose nothing
+    samples: int = 0
+    right: int = 0
+    right_shortened: int = 0
+    wrong: int = 0
+    wrong_fixed: int = 0
+    oracle_correct: int = 0
+    total_length: int = 0
+    total_evaluations: int = 0
+    # Records keep seconds to 4 decimals; summing them as whole 1e-4 s ticks makes the
+    # total independent of the order samples are added in (a live run vs its records).
+    total_ticks: int = 0
+    tasks: set[str] = field(default_factory=set)
+    total_shortened_length: int = 0  # best lengths of the right samples shortened
+    total_fixed_length: int = 0  # best lengths of the wrong samples fixed
+    total_edits: int = 0  # Levenshtein distances of the best chains from the full chain
+    edit_samples: int = 0  # samples whose best chain parsed (all, in practice)
+    # Cost and non-finite chains: counted over records that have them (schema 3 on).
+    total_evaluated_layers: int = 0
+    cost_samples: int = 0
+    nonfinite_chains: int = 0
+    nonfinite_samples: int = 0  # samples with at least one non-finite chain
+    # The chance control, over samples that have a decoy.
+    decoy_full_right: int = 0
+    decoy_right_shortened: int = 0
+    decoy_full_wrong: int = 0
+    decoy_wrong_reached: int = 0
+    total_decoy_evaluations: int = 0
+    # The gold's findings on those same samples, and the samples where both happened.
+    decoy_wrong_fixed: int = 0
+    decoy_wrong_both: int = 0  # fixed by the gold's search and reached by the decoy's
+    decoy_right_shorter: int = 0
+    decoy_right_both: int = 0  # shortened toward the gold and toward the decoy
+    no_decoy_right: int = 0  # the control ran, but the sample had no decoy to draw
+    no_decoy_wrong: int = 0
+    decoy_unpaired: int = 0  # decoy samples of a summary written before the pairs
+    # One summary a task, filled by ``add`` and kept through ``merge`` and ``from_dict``.
+    # Not compared: two summaries are equal when their counts are (a results file keeps
+    # each task's time rounded, the records keep it exact).
+    by_task: dict[str, Summary] = field(default_factory=dict, compare=False)
+
+    def add(self, record: Record, per_task: bool = True) -> None:
+        self.samples += 1
+        self.tasks.add(record.task)
+        shortened = bool(record.best_correct and record.best_length < self.num_layers)
+        if record.full_correct:
+            self.right += 1
+            self.right_shortened += int(shortened)
+            self.total_shortened_length += int(record.best_length) if shortened else 0
+        else:
+            self.wrong += 1
+            self.wrong_fixed += int(record.best_correct)
+            self.total_fixed_length += int(record.best_length) if record.best_correct else 0
+        self.oracle_correct += int(record.best_correct)
+        self.total_length += int(record.best_length)
+        self.total_evaluations += int(record.evaluations)
+        self.total_ticks += round(float(record.seconds) * 10_000)
+        edits = chain_edits(record.best_chain, self.num_layers)
+        if edits is not None:
+            self.total_edits += edits
+            self.edit_samples += 1
+        if record.evaluated_layers is not None:
+            self.total_evaluated_layers += int(record.evaluated_layers)
+            self.cost_samples += 1
+        if record.nonfinite is not None:
+            self.nonfinite_chains += int(record.nonfinite)
+            self.nonfinite_samples += int(record.nonfinite > 0)
+        decoy = record.decoy
+        if decoy is not None and not has_decoy(decoy):
+            self.no_decoy_right += int(record.full_correct)
+            self.no_decoy_wrong += int(not record.full_correct)
+        elif decoy is not None:
+            # the pair (gold's outcome, decoy's outcome) of this sample
+            if record.full_correct:
+                by_decoy = decoy_shortened(decoy, self.num_layers)
+                self.decoy_full_right += 1
+                self.decoy_right_shortened += int(by_decoy)
+                self.decoy_right_shorter += int(shortened)
+                self.decoy_right_both += int(shortened and by_decoy)
+            else:
+                reached = bool(decoy.get("reached"))
+                self.decoy_full_wrong += 1
+                self.decoy_wrong_reached += int(reached)
+                self.decoy_wrong_fixed += int(record.best_correct)
+                self.decoy_wrong_both += int(record.best_correct and reached)
+        if decoy is not None:
+            self.total_decoy_evaluations += int(decoy.get("evaluations") or 0)
+        if per_task:
+            self.by_task.setdefault(record.task, Summary(self.num_layers, self.oracle)).add(
+                record, per_task=False)
+
+    def merge(self, other: Summary) -> Summary:
+        """The summary of both runs' samples (they must be disjoint)."""
+        if other.num_layers != self.num_layers:
+            raise ValueError(f"cannot merge summaries of {self.num_layers} and "
+                             f"{other.num_layers} layers")
+        merged = Summary(num_layers=self.num_layers, oracle=self.oracle and other.oracle,
+                         tasks=self.tasks | other.tasks)
+        for name in _COUNTS + _NEW_COUNTS + _PAIR_COUNTS:
+            setattr(merged, name, getattr(self, name) + getattr(other, name))
+        for task in sorted(set(self.by_task) | set(other.by_task)):
+            mine, theirs = self.by_task.get(task), other.by_task.get(task)
+            merged.by_task[task] = (mine.merge(theirs) if mine is not None and theirs is not None
+                                    else _copy(mine or theirs))
+        return merged
+
+    @property
+    def total_seconds(self) -> float:
+        return self.total_ticks / 10_000
+
+    @property
+    def mean_length(self) -> float | None:
+        return self.total_length / self.samples if self.samples else None
+
+    def paired_fixed(self) -> Paired | None:
+        """"Fixed when wrong" beside "decoy reached when wrong", sample by sample, over the
+        wrong samples with a decoy; None without any (or with pairs unknown)."""
+        if not self.decoy_full_wrong or self.decoy_unpaired:
+            return None
+        return _paired(self.decoy_wrong_fixed, self.decoy_wrong_reached,
+                       self.decoy_wrong_both, self.decoy_full_wrong)
+
+    def paired_shorter(self) -> Paired | None:
+        """"Shorter when right" beside "decoy shortened when right", likewise."""
+        if not self.decoy_full_right or self.decoy_unpaired:
+            return None
+        return _paired(self.decoy_right_shorter, self.decoy_right_shortened,
+                       self.decoy_right_both, self.decoy_full_right)
+
+    def progress_line(self) -> str:
+        depth = (self.mean_length or 0) / self.num_layers
+        line = (f"fixed {self.wrong_fixed}/{self.wrong} wrong, "
+                f"shortened {self.right_shortened}/{self.right} right, depth {depth:.2f}")
+        fixed = self.paired_fixed()
+        if fixed is not None:  # the discordant pairs: what decides against chance
+            line += f", fixed vs decoy only {fixed.gold_only}:{fixed.decoy_only}"
+        return line
+
+    def as_dict(self, timing: bool = True) -> dict[str, Any]:
+        """The findings with their exact counts; ``timing`` False leaves the seconds out
+        (the per-task parts: a run's time is one figure, and comparable runs differ in it
+        only)."""
+        n = self.samples
+        mean_length = self.mean_length
+        layers = self.num_layers
+        out: dict[str, Any] = {
+            "oracle": self.oracle,
+            "num_layers": layers,
+            "samples": n,
+            "tasks": sorted(self.tasks),
+            "full_chain_right": self.right,
+            "right_with_shorter_chain": self.right_shortened,
+            "shorter_when_right": _share(self.right_shortened, self.right),
+            "full_chain_wrong": self.wrong,
+            "wrong_fixed_by_some_chain": self.wrong_fixed,
+            "fixed_when_wrong": _share(self.wrong_fixed, self.wrong),
+            "oracle_accuracy": _share(self.oracle_correct, n),
+            "full_chain_accuracy": _share(self.right, n),
+            "mean_best_length": round(mean_length, 4) if mean_length is not None else None,
+            "mean_depth_ratio": round(mean_length / layers, 4) if n else None,
+            "mean_evaluations": round(self.total_evaluations / n, 3) if n else None,
+            "total_search_seconds": round(self.total_seconds, 3),
+            "seconds_per_sample": round(self.total_seconds / n, 4) if n else None,
+            # exact sums, so summaries merge without re-deriving from rounded means
+            "total_best_length": self.total_length,
+            "total_evaluations": self.total_evaluations,
+            "oracle_correct": self.oracle_correct,
+            # Wilson 95% intervals, [low, high] (None with no samples to count)
+            "shorter_when_right_ci": interval(self.right_shortened, self.right),
+            "fixed_when_wrong_ci": interval(self.wrong_fixed, self.wrong),
+            "oracle_accuracy_ci": interval(self.oracle_correct, n),
+            "depth_ratio_shortened": _mean(self.total_shortened_length,
+                                           self.right_shortened * layers),
+            "depth_ratio_fixed": _mean(self.total_fixed_length, self.wrong_fixed * layers),
+            "mean_edits": _mean(self.total_edits, self.edit_samples, 3),
+            "mean_evaluated_layers": _mean(self.total_evaluated_layers, self.cost_samples, 2),
+            "decoy_reached_when_wrong": _share(self.decoy_wrong_reached, self.decoy_full_wrong),
+            "decoy_reached_when_wrong_ci": interval(self.decoy_wrong_reached,
+                                                    self.decoy_full_wrong),
+            "decoy_shortened_when_right": _share(self.decoy_right_shortened,
+                                                 self.decoy_full_right),
+            "decoy_shortened_when_right_ci": interval(self.decoy_right_shortened,
+                                                      self.decoy_full_right),
+            # each finding beside its decoy rate on the same samples, by the paired test
+            # (None without a decoy); the finding above is over all samples
+            "fixed_vs_decoy": _paired_dict(self.paired_fixed()),
+            "shorter_vs_decoy": _paired_dict(self.paired_shorter()),
+        }
+        out.update({name: getattr(self, name) for name in _NEW_COUNTS + _PAIR_COUNTS})
+        if not timing:
+            del out["total_search_seconds"], out["seconds_per_sample"]
+        if self.by_task:
+            out["per_task"] = {task: self.by_task[task].as_dict(timing=False)
+                               for task in sorted(self.by_task)}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Summary | None:
+        """A summary from ``as_dict``'s output; None when it lacks the exact sums (written
+        by lm-eval-cola before they were added)."""
+        needed = ("num_layers", "total_best_length", "total_evaluations", "oracle_correct")
+        if any(data.get(k) is None for k in needed):
+            return None
+        summary = cls(
+            num_layers=int(data["num_layers"]), oracle=bool(data.get("oracle", True)),
+            samples=int(data["samples"]), right=int(data["full_chain_right"]),
+            right_shortened=int(data["right_with_shorter_chain"]),
+            wrong=int(data["full_chain_wrong"]),
+            wrong_fixed=int(data["wrong_fixed_by_some_chain"]),
+            oracle_correct=int(data["oracle_correct"]),
+            total_length=int(data["total_best_length"]),
+            total_evaluations=int(data["total_evaluations"]),
+            total_ticks=round(float(data.get("total_search_seconds") or 0) * 10_000),
+            tasks=set(data.get("tasks") or ()),
+        )
+        for name in _NEW_COUNTS + _PAIR_COUNTS:
+            setattr(summary, name, int(data.get(name) or 0))
+        if "decoy_wrong_both" not in data:  # written before the pairs were counted
+            summary.decoy_unpaired = summary.decoy_full_right + summary.decoy_full_wrong
+        for task, part in (data.get("per_task") or {}).items():
+            child = cls.from_dict(part)
+            if child is not None:
+                summary.by_task[task] = child
+        return summary
+
+    @classmethod
+    def from_records(cls, records: Iterable[Record]) -> Summary:
+        records = list(records)
+        if not records:
+            raise ValueError("no records to summarise")
+        summary = cls(num_layers=records[0].num_layers, oracle=records[0].oracle)
+        for record in records:
+            summary.add(record)
+        return summary
+
+
+def has_decoy(decoy: dict[str, Any]) -> bool:
+    """Whether a record's decoy entry is a decoy search: not one where the control ran but
+    the sample had no decoy to draw (``"none"``: why; ``target`` None)."""
+    return "none" not in decoy and decoy.get("target") is not None
+
+
+def _paired(gold: int, decoy: int, both: int, n: int) -> Paired:
+    return Paired(both=both, gold_only=gold - both, decoy_only=decoy - both,
+                  neither=n - gold - decoy + both)
+
+
+def _paired_dict(paired: Paired | None) -> dict[str, Any] | None:
+    return None if paired is None else paired.as_dict()
+
+
+def decoy_shortened(decoy: dict[str, Any], num_layers: int) -> bool:
+    """Whether a right sample's decoy search found a chain shorter than the full chain that
+    answers the decoy: the finding's own rule. From ``shortest`` where the record has it,
+    else from its chains (records that counted ``shortened`` as 2 or more layers shorter,
+    before ``shortest`` was added), else its ``shortened`` as written."""
+    if "shortest" in decoy:
+        return decoy["shortest"] is not None and int(decoy["shortest"]) < num_layers
+    chains = decoy.get("chains")
+    if chains:
+        return any(c.get("correct") and int(c.get("length", num_layers)) < num_layers
+                   for c in chains)
+    return bool(decoy.get("shortened"))
+
+
+def _copy(summary: Summary | None) -> Summary:
+    assert summary is not None
+    return Summary(summary.num_layers, summary.oracle).merge(summary)
+
+
+def chain_edits(text: str, num_layers: int) -> int | None:
+    """Levenshtein distance of a recorded chain from the full chain; None when the text
+    does not parse for this layer count (a hand-edited record)."""
+    try:
+        chain = parse_chain(text, num_layers, _NO_CAP)
+    except ChainError:
+        return None
+    return edit_distance(chain, full_chain(num_layers))
