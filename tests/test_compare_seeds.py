@@ -8,6 +8,7 @@ from those files here. One test runs ``compare --seeds 2`` end to end on the tin
 from __future__ import annotations
 
 import csv
+import json
 import os
 import statistics
 from pathlib import Path
@@ -79,6 +80,19 @@ def test_seeds_of_a_variant_are_one_row_with_mean_and_sd(seeded):
     assert single[head.index("Fixed when wrong")][0] == rate_text(
         summary["wrong_fixed_by_some_chain"], summary["full_chain_wrong"])
     assert "mean ± sd over the seeds" in to_markdown(board)
+
+
+def test_runs_seeded_by_lm_evals_seed_flag_are_seeds_not_one_superseded_row(tmp_path):
+    """``lm_eval --seed 1`` and ``--seed 2`` put no seed= in model_args; the results' search
+    seed (``cola_seed``) keeps them apart, as two seeds of one row."""
+    for n, seed in enumerate(SEEDS[:2]):
+        path = write_run(tmp_path / f"s{seed}", "mcts", number=n, seed=seed)
+        data = load(path)
+        args = data["config"]["model_args"].split(",")
+        data["config"]["model_args"] = ",".join(a for a in args if not a.startswith("seed="))
+        path.write_text(json.dumps(data))
+    (row,) = [r for r in build_board([tmp_path]).rows if r.variant == "mcts"]
+    assert row.seeds == SEEDS[:2]
 
 
 def test_per_task_findings_over_seeds(seeded):

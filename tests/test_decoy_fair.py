@@ -110,6 +110,30 @@ def test_a_label_task_draws_only_the_items_own_labels():
     assert draw_decoy(judge, two[0], 0, 5, full, ["2"]) == NoDecoy(ONLY_FULL)
 
 
+class FakeTextAnswerTask(FakeLabelTask):
+    """Items list labels, but the gold is the answer's text (not a label)."""
+
+    def doc_to_target(self, doc):
+        return doc["choices"]["text"][doc["choices"]["label"].index(doc["answerKey"])]
+
+    def process_results(self, doc, results):
+        return {"exact_match": float(results[0].strip() == self.doc_to_target(doc))}
+
+
+def test_items_whose_gold_is_no_label_draw_from_other_docs_golds():
+    """Labels are the answer space only where the gold is one of them; otherwise the decoy
+    is another doc's gold (answer text), as for any generation task."""
+    docs = [arc_doc("ABCD", "B", i) for i in range(4)]
+    for i, doc in enumerate(docs):
+        doc["choices"]["text"] = [f"answer {i}{label}" for label in "ABCD"]
+    judge = TaskJudge(FakeTextAnswerTask(docs), None, None)
+    for doc_id, doc in enumerate(docs):
+        full = judge.judge(doc, ["something else"])
+        decoy = draw_decoy(judge, doc, doc_id, 3, full, ["something else"])
+        assert isinstance(decoy, Decoy), decoy
+        assert decoy.target.startswith("answer ") and decoy.doc_id != doc_id
+
+
 def test_a_math_decoy_equivalent_to_the_gold_is_rejected():
     """\\frac{1}{2} and 0.5 are different strings and the same answer under math-verify:
     never each other's decoy. With no other answer, no decoy."""

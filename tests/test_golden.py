@@ -5,13 +5,13 @@ the code before the ask/tell redesign (threads, callbacks)."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
 import pytest
 
 from tests.golden_runs import NEW_FIELDS, RUNS, TIMING, run_all
+from tests.support.approx import differences as compare
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("COLA_DATA_DIR"), reason="needs COLA_DATA_DIR (local benchmark data)"
@@ -27,27 +27,9 @@ FLOAT_ATOL = 1e-6
 
 
 def differences(a, b, where: str) -> list[str]:
-    """Every place where ``a`` and ``b`` differ: exactly, but floats within the tolerance."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = (set(a) | set(b)) - {k for k in NEW_FIELDS if (k in a) != (k in b)}
-        out = [f"{where}: {key} only on one side" for key in sorted(keys)
-               if key not in a or key not in b]
-        for key in sorted(k for k in keys if k in a and k in b):
-            out += differences(a[key], b[key], f"{where}.{key}")
-        return out
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            return [f"{where}: {len(a)} != {len(b)} items"]
-        return [d for i, (x, y) in enumerate(zip(a, b, strict=True))
-                for d in differences(x, y, f"{where}[{i}]")]
-    if isinstance(a, float) or isinstance(b, float):
-        if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
-            return [] if a == b else [f"{where}: {a!r} != {b!r}"]
-        if math.isnan(a) and math.isnan(b):
-            return []
-        close = a == pytest.approx(b, rel=FLOAT_RTOL, abs=FLOAT_ATOL)
-        return [] if close else [f"{where}: {a} != {b} (beyond rel {FLOAT_RTOL})"]
-    return [] if a == b else [f"{where}: {a!r} != {b!r}"]
+    """Every place where ``a`` and ``b`` differ (floats within the tolerance above; fields
+    added since the golden file was written compared only where both sides have them)."""
+    return compare(a, b, where, FLOAT_RTOL, FLOAT_ATOL, NEW_FIELDS)
 
 
 def test_the_comparison_tolerates_rounding_but_not_decisions():

@@ -41,6 +41,31 @@ def test_default_settings_keep_the_old_records_name():
     assert facts(gen_kwargs="").config_hash() == old_hash(default)
 
 
+def test_runs_the_judging_rules_changed_get_new_records_names():
+    """Decoy-controlled and graded-reward runs were judged under other rules before #21
+    (decoys, stop rule, NaN verdicts, graded generation reward): a resume must not mix them
+    with records an older version wrote. Other runs keep their names."""
+    def run(control=None, **settings) -> RunFacts:
+        return RunFacts(model="/models/tiny", load_args={}, num_layers=4,
+                        searcher=get_searcher("mcts", budget=4, max_len=8, **settings),
+                        seed=1234, keep_correct=5, dtype="torch.float32", control=control)
+
+    def before_rules(facts: RunFacts) -> str:
+        settings = {k: v for k, v in jsonable(facts.searcher.settings).items()
+                    if k != "parallel"}
+        identity = {"model": facts.model, "dtype": facts.dtype, "searcher": "mcts",
+                    "settings": settings, "seed": facts.seed, "oracle_metric": None,
+                    "oracle_filter": None, "max_chain_length": 0}
+        if facts.control:
+            identity["control"] = facts.control
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+
+    assert run().config_hash() == before_rules(run())
+    assert run(mode="deep").config_hash() != before_rules(run(mode="deep"))  # graded reward
+    assert run("decoy").config_hash() != before_rules(run("decoy"))
+    assert run("decoy").config_hash() != run().config_hash()
+
+
 def test_parallel_names_the_records_file_only_away_from_its_default():
     def run(**settings) -> RunFacts:
         return RunFacts(model="/models/tiny", load_args={}, num_layers=4,

@@ -89,6 +89,25 @@ def test_reuse_takes_a_run_of_the_same_evaluation(tables, capsys):
     assert (tables["root"] / "out" / "table1" / "table1.csv").is_file()
 
 
+@pytest.mark.parametrize("parallel", [None, 1])
+def test_reuse_ignores_the_parallel_setting_at_its_default(tables, capsys, parallel):
+    """A run written before ``parallel`` existed (no such key) and one written with it at its
+    default (``parallel: 1``, as runs write it now) are both this row's search."""
+    def set_parallel(data):
+        data["config"]["cola_settings"].pop("parallel", None)
+        if parallel is not None:
+            data["config"]["cola_settings"]["parallel"] = parallel
+    edit(tables["reused"], set_parallel)
+    assert table1(tables) == 0
+    assert f"skip: reusing {tables['reused']}" in capsys.readouterr().err
+
+
+def test_reuse_does_not_take_a_run_with_other_parallel_simulations(tables, capsys):
+    edit(tables["reused"], lambda data: data["config"]["cola_settings"].update(parallel=8))
+    with pytest.raises(pytest.fail.Exception, match="a row was run"):
+        table1(tables)
+
+
 def test_reuse_refuses_another_dtype(tables):
     edit(tables["reused"], lambda d: d["config"].update(model_dtype="torch.bfloat16"))
     refused(tables, "dtype bfloat16 != float32 (the Original row's)")

@@ -51,10 +51,25 @@ def test_the_decoy_rates_where_the_control_ran():
     assert "decoy (chance control) reached when wrong 1/1 [0.21, 1.00]" in note
     # the paired test, as the summary gives it
     summary = results["config"]["cola_summary"]["per_task"]["arc_easy"]
-    summary["fixed_vs_decoy"] = {"conclusion": "below chance", "mcnemar_p": 0.03125}
+    summary["fixed_vs_decoy"] = {"conclusion": "below chance", "mcnemar_p": 0.03125, "n": 6,
+                                 "difference": -0.8333, "difference_ci": [-0.95, -0.3]}
     (note,) = table_notes(results)
-    assert ("reached when wrong 1/1 [0.21, 1.00]: fixed when wrong is below chance (paired, "
-            "McNemar p=0.03125)") in note
+    assert ("reached when wrong 1/1 [0.21, 1.00]: fixed when wrong is below chance (paired on "
+            "6 samples, McNemar p=0.03125, difference -0.83 [-0.95, -0.30])") in note
+    assert "no decoy" not in note
+
+
+def test_samples_without_a_decoy_are_counted_in_the_line():
+    none = {"target": None, "none": "only_wrong_answer_is_full_chains", "reached": False,
+            "evaluations": 0}
+    decoy = {"target": 1, "reached": False, "shortest": None, "evaluations": 3}
+    results = results_of([record("piqa", 0, True, True, 3, decoy),
+                          record("piqa", 1, False, False, 4, none),
+                          record("piqa", 2, False, False, 4, none)])
+    (note,) = table_notes(results)
+    assert ("no decoy to draw for 2 wrong and 0 right samples (left out of the decoy's rates)"
+            in note)
+    assert "reached when wrong" not in note  # no wrong sample had a decoy
 
 
 def test_searcher_none_is_not_called_an_oracle_and_fixed_chains_get_no_line():

@@ -15,14 +15,33 @@ are joined with ``+``:
 Ranges are inclusive. ``*k`` always means "k times in total". Commas and spaces
 are accepted as separators too when a chain does not pass through model_args.
 
-Long chains can come from a YAML/JSON file, in mergekit's slice style
-(``layer_range`` is end-exclusive, as in mergekit)::
+Long chains can come from a YAML/JSON file; ``read_chain_file`` is the one reader of
+every form (``layer_range`` is end-exclusive, as in mergekit):
 
-    slices:
-      - layer_range: [0, 10]
-      - layer_range: [9, 10]
-        repeat: 2
-      - layer_range: [12, 30]
+- a real mergekit passthrough config over one model (what ``export --mergekit`` writes;
+  one source per slice, the same model in every slice, no ``parameters``)::
+
+      merge_method: passthrough
+      dtype: bfloat16
+      slices:
+        - sources:
+            - model: HuggingFaceTB/SmolLM2-135M-Instruct
+              layer_range: [0, 10]
+        - sources:
+            - model: HuggingFaceTB/SmolLM2-135M-Instruct
+              layer_range: [9, 10]
+
+- the short slice form, ``repeat: k`` meaning the slice k times in total::
+
+      slices:
+        - layer_range: [0, 10]
+        - layer_range: [9, 10]
+          repeat: 2
+        - layer_range: [12, 30]
+
+- ``layers: [0, 1, 1, 2]`` (or a bare list), or ``chain: "0-9+9*2+12-29"``: the latter is
+  also the JSON chain file with provenance that ``calibrate`` and ``prune`` write
+  (``chain_file.ChainFile``), whose ``num_layers`` is checked against the model.
 
 The canonical text (``format_chain``) joins ascending runs as ``a-b`` and
 merges identical neighbouring runs as ``run*k``; ``parse_chain`` of it gives
@@ -32,11 +51,16 @@ the same chain back.
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lm_eval_cola.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 Chain = tuple[int, ...]
 
@@ -113,45 +137,150 @@ def _check_range(layers, num_layers: int, text: str) -> None:
         )
 
 
-def _chain_from_file(path: Path) -> list[int] | str:
-    """Read a chain file: mergekit-style slices, a ``layers`` list, or a ``chain`` text."""
+@dataclass(frozen=True)
+class ChainSource:
+    """What a chain file holds, whatever its form (see the module docstring)."""
+
+    path: str
+    form: str  # "mergekit", "slices", "layers" or "chain"
+    spec: str | tuple[int, ...]  # what ``parse_chain`` reads: chain text or layer indices
+    num_layers: int | None = None  # the layer count the file declares (JSON chain files)
+    model: str | None = None  # the model it names: mergekit's ``model``, or provenance's
+    dtype: str | None = None  # mergekit's ``dtype``
+    data: Mapping[str, Any] = field(default_factory=dict)  # the document as read
+
+
+def _load_document(path: Path) -> Any:
     if not path.is_file():
         raise ChainError(f"chain file {str(path)!r} does not exist")
     raw = path.read_text()
     try:
         if path.suffix == ".json":
-            data = json.loads(raw)
-        else:
-            import yaml
+            return json.loads(raw)
+        import yaml
 
-            data = yaml.safe_load(raw)
+        return yaml.safe_load(raw)
     except Exception as err:  # noqa: BLE001 - yaml and json raise different types
-        kind = path.suffix[1:]
-        raise ChainError(f"chain file {str(path)!r} is not valid {kind}: {err}") from None
+        why = " ".join(str(err).split())  # yaml's messages span lines
+        raise ChainError(f"chain file {str(path)!r} is not valid {path.suffix[1:]}: {why}") \
+            from None
+
+
+def _layer_range(value: Any, where: str) -> list[int]:
+    """The layers of an end-exclusive ``[start, end]`` (a one-line error otherwise)."""
+    try:
+        start, end = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ChainError(f"bad layer_range {value!r} in {where}; allowed: "
+                         "[start, end_exclusive], e.g. [0, 10]") from None
+    if not 0 <= start < end:
+        raise ChainError(f"empty or negative layer_range {value!r} in {where}; allowed: "
+                         "[start, end_exclusive] with 0 <= start < end")
+    return list(range(start, end))
+
+
+def _short_slices(slices: list[Any], name: str) -> list[int]:
+    layers: list[int] = []
+    for item in slices:
+        try:
+            found = item["layer_range"]
+            repeat = int(item.get("repeat", 1))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ChainError(
+                f"bad slice {item!r} in {name}; expected {{layer_range: [start, end_exclusive],"
+                " repeat: k}, or a mergekit slice {sources: [{model: M, layer_range: [a, b]}]}"
+            ) from None
+        if repeat < 1:
+            raise ChainError(f"repeat must be >= 1 in slice {item!r} of {name}")
+        layers.extend(_layer_range(found, name) * repeat)
+    return layers
+
+
+def _model_name(value: Any) -> str:
+    """A mergekit model reference as text (a string, or a mapping such as {path: ...})."""
+    if isinstance(value, Mapping):
+        value = value.get("model", value)
+        value = value.get("path", value) if isinstance(value, Mapping) else value
+    return str(value)
+
+
+def _mergekit_slices(data: Mapping[str, Any], name: str) -> tuple[list[int], str]:
+    """(the layers, the one model) of a mergekit passthrough config's ``slices``."""
+    method = data.get("merge_method", "passthrough")
+    if method != "passthrough":
+        raise ChainError(f"chain file {name} has merge_method {method!r}; allowed: "
+                         "passthrough (a chain runs one model's layers unchanged)")
+    layers: list[int] = []
+    models: list[str] = []
+    for number, item in enumerate(data["slices"], 1):
+        sources = item.get("sources") if isinstance(item, Mapping) else None
+        if not isinstance(sources, list) or len(sources) != 1 \
+                or not isinstance(sources[0], Mapping):
+            count = len(sources) if isinstance(sources, list) else 0
+            raise ChainError(f"slice {number} of {name} has {count} sources; allowed: one, "
+                             "sources: [{model: M, layer_range: [start, end_exclusive]}]")
+        source = sources[0]
+        if "parameters" in item or "parameters" in source or "parameters" in data:
+            raise ChainError(f"chain file {name} sets mergekit parameters (e.g. a scale); a "
+                             "chain runs layers unchanged (allowed: passthrough without them)")
+        if "model" not in source or "layer_range" not in source:
+            raise ChainError(f"slice {number} of {name} needs 'model' and 'layer_range' in "
+                             "its source; allowed: {model: M, layer_range: [start, end]}")
+        model = _model_name(source["model"])
+        if model not in models:
+            models.append(model)
+        layers.extend(_layer_range(source["layer_range"], f"slice {number} of {name}"))
+    if len(models) > 1:
+        raise ChainError(f"chain file {name} names {len(models)} models ({', '.join(models)}); "
+                         "a chain is over one model's layers (allowed: one model in every slice)")
+    return layers, models[0] if models else ""
+
+
+def read_chain_file(path: str | Path) -> ChainSource:
+    """Read a chain file of any form (see the module docstring): the one reader."""
+    path = Path(str(path).strip().removeprefix("@"))
+    name = repr(str(path))
+    data = _load_document(path)
     if isinstance(data, list):
         data = {"layers": data}
-    if not isinstance(data, dict):
-        raise ChainError(f"chain file {str(path)!r} must hold a mapping with 'slices' or 'layers'")
+    if not isinstance(data, Mapping):
+        raise ChainError(f"chain file {name} must hold a mapping with 'slices', 'layers' or "
+                         "'chain'")
+    declared = data.get("num_layers")
+    num_layers = declared if isinstance(declared, int) and not isinstance(declared, bool) \
+        else None
+    named = data.get("model")
+    model = str(named) if isinstance(named, str) and named else None
+    dtype = str(data["dtype"]) if data.get("dtype") is not None else None
+    facts = {"path": str(path), "num_layers": num_layers, "model": model, "dtype": dtype,
+             "data": data}
     if "chain" in data:
-        return str(data["chain"])
+        text = str(data["chain"])
+        if text.strip().lower().endswith(CHAIN_FILE_SUFFIXES):  # would read files forever
+            raise ChainError(f"chain {text!r} in {name} names a file; allowed: chain text")
+        return ChainSource(form="chain", spec=text, **facts)
     if "layers" in data:
-        return [int(i) for i in data["layers"]]
-    if "slices" not in data:
-        raise ChainError(
-            f"chain file {str(path)!r} needs one of the keys 'slices', 'layers' or 'chain'"
-        )
-    layers: list[int] = []
-    for item in data["slices"]:
         try:
-            start, end = item["layer_range"]
-            repeat = int(item.get("repeat", 1))
-        except (KeyError, TypeError, ValueError):
-            raise ChainError(
-                f"bad slice {item!r} in {str(path)!r}; expected "
-                "{layer_range: [start, end_exclusive], repeat: k}"
-            ) from None
-        layers.extend(list(range(int(start), int(end))) * repeat)
-    return layers
+            layers = tuple(int(i) for i in data["layers"])
+        except (TypeError, ValueError):
+            raise ChainError(f"bad layers {data['layers']!r} in {name}; allowed: a list of "
+                             "layer indices") from None
+        return ChainSource(form="layers", spec=layers, **facts)
+    if "merge_method" in data and "slices" not in data:
+        found = [k for k in ("models", "modules") if k in data] or ["no slices"]
+        raise ChainError(f"chain file {name} is a mergekit config with {found[0]}; allowed: "
+                         "a passthrough config with 'slices' over one model")
+    slices = data.get("slices")
+    if not isinstance(slices, list):
+        raise ChainError(f"chain file {name} needs one of the keys 'slices' (a list), 'layers' "
+                         "or 'chain'")
+    mergekit = "merge_method" in data or any(
+        isinstance(item, Mapping) and "sources" in item for item in slices)
+    if not mergekit:
+        return ChainSource(form="slices", spec=tuple(_short_slices(slices, name)), **facts)
+    layers, facts["model"] = _mergekit_slices(data, name)
+    logger.info("chain file %s: a mergekit passthrough config over %s", path, facts["model"])
+    return ChainSource(form="mergekit", spec=tuple(layers), **facts)
 
 
 def parse_chain(
@@ -175,8 +304,8 @@ def parse_chain(
     elif isinstance(spec, str):
         stripped = spec.strip()
         if stripped.lower().endswith(CHAIN_FILE_SUFFIXES):
-            loaded = _chain_from_file(Path(stripped.removeprefix("@")))
-            return parse_chain(loaded, num_layers, max_length)
+            loaded = read_chain_file(stripped)
+            return parse_chain(loaded.spec, num_layers, max_length)
         head, _, body = stripped.partition(":")
         if body and head.lower() == "skip":
             layers = _skip(body, text, num_layers)
@@ -211,7 +340,7 @@ def validate_chain(
     return tuple(int(i) for i in layers)
 
 
-def _runs(chain: Sequence[int]) -> list[tuple[int, int]]:
+def ascending_runs(chain: Sequence[int]) -> list[tuple[int, int]]:
     """Split a chain into maximal ascending runs of consecutive layers, as (first, last)."""
     runs: list[tuple[int, int]] = []
     for index in chain:
@@ -227,7 +356,7 @@ def format_chain(chain: Sequence[int]) -> str:
     terms: list[str] = []
     counts: list[int] = []
     previous = None
-    for run in _runs(chain):
+    for run in ascending_runs(chain):
         if run == previous:
             counts[-1] += 1
             continue

@@ -149,7 +149,7 @@ def run(args: argparse.Namespace, task_manager: Any = None) -> int:
 def expected_settings(name: str, budget: int | None) -> dict[str, Any]:
     """A search row's effective searcher settings, as its run would write them (max_len
     left out: the run resolves it from the model)."""
-    from lm_eval_cola.search.driver import jsonable
+    from lm_eval_cola.search.driver import jsonable, without_neutral_settings
     from lm_eval_cola.search.searchers import get_searcher
 
     base, _, spec = name.partition(":")
@@ -158,7 +158,7 @@ def expected_settings(name: str, budget: int | None) -> dict[str, Any]:
         given.pop(key, None)
     if budget is not None:
         given["budget"] = budget
-    settings = jsonable(get_searcher(base, **given).settings_dict())
+    settings = without_neutral_settings(jsonable(get_searcher(base, **given).settings_dict()))
     settings.pop("max_len", None)
     return settings
 
@@ -177,6 +177,7 @@ def reused_run(name: str, args: argparse.Namespace, tasks: list[str], limit: Any
         read_run_file,
         run_records,
     )
+    from lm_eval_cola.search.driver import without_neutral_settings
 
     if not args.reuse:
         return None
@@ -194,7 +195,8 @@ def reused_run(name: str, args: argparse.Namespace, tasks: list[str], limit: Any
         for path in find_result_files(folder):
             run = read_run_file(path)
             config = run.data["config"]
-            settings = {k: v for k, v in (run.settings or {}).items() if k != "max_len"}
+            settings = {k: v for k, v in without_neutral_settings(run.settings or {}).items()
+                        if k != "max_len"}
             same = (run.kind == "search" and settings == want
                     and config.get("cola_seed") == args.seed
                     and run.model_args.get("pretrained") == pretrained

@@ -1,6 +1,10 @@
 """A chain as a standalone Hugging Face checkpoint (the library of ``lm-eval-cola export``;
 its arguments and run are in ``cli/export.py``).
 
+``--mergekit FILE`` (with or without ``--out``) writes the chain as a mergekit passthrough
+config instead of, or beside, the checkpoint; it reads only the source's config, and
+``mergekit-yaml FILE OUT`` then builds the same model (``tests/test_mergekit.py``).
+
 The checkpoint is a plain model of the source architecture whose decoder layer ``p`` is a
 copy of source layer ``chain[p]``: ``config.json`` with the chain's layer count (and the
 per-layer config lists re-indexed for the new order), the weights as safetensors, the
@@ -264,12 +268,66 @@ def unreadable_model(pretrained: Any, err: Exception) -> UserError:
                      "model folder or a Hub id in the local cache")
 
 
-def resolve_chain(spec: str, num_layers: int) -> tuple[Chain, ChainFile | None]:
-    """The chain of ``spec`` (chain text or a chain file) and its chain file, if any."""
-    from lm_eval_cola.chains.files import check_layer_count, declared_layer_count
+def resolve_chain(spec: str, num_layers: int, pretrained: str | None = None
+                  ) -> tuple[Chain, ChainFile | None]:
+    """The chain of ``spec`` (chain text or a chain file) and its chain file, if any; a
+    warning when a mergekit chain file names another model than ``pretrained``."""
+    from lm_eval_cola.chains.files import check_layer_count, check_model, declared_layer_count
 
     found = None
     if declared_layer_count(spec) is not None:  # one of our chain files, with provenance
         check_layer_count(spec, num_layers)
         found = ChainFile.read(spec.strip().removeprefix("@"))
+    check_model(spec, pretrained)
     return parse_chain(spec, num_layers), found
+
+
+@dataclass(frozen=True)
+class MergekitSource:
+    """What a mergekit config needs of the source model, read from its config alone."""
+
+    model: str  # the reference mergekit loads: pretrained=, with @revision when given
+    num_layers: int
+    dtype: str | None  # None: mergekit's default
+
+
+def mergekit_source(model_args: dict[str, Any]) -> MergekitSource:
+    """The source model as mergekit will see it, without loading its weights."""
+    from transformers import AutoConfig
+
+    from lm_eval_cola.engine.architectures import of_config
+
+    args = dict(model_args)
+    if args.get("pretrained") is None:
+        from lm_eval_cola.harness.default_model import prepare
+
+        args.update(prepare())  # the converted folder: mergekit cannot read GGUF
+    if args.get("gguf_file"):
+        raise UserError(f"--mergekit cannot use gguf_file={args['gguf_file']!r}: mergekit "
+                        "reads no GGUF; allowed: a safetensors model folder or Hub id")
+    extra = {k: args[k] for k in ("revision", "trust_remote_code") if k in args}
+    try:
+        config = AutoConfig.from_pretrained(args["pretrained"], **extra)
+    except (OSError, ValueError) as err:
+        raise unreadable_model(args["pretrained"], err) from None
+    dtype = args.get("dtype", "auto")
+    if dtype in (None, "auto"):
+        dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    model = str(args["pretrained"])
+    if args.get("revision"):
+        model += f"@{args['revision']}"
+    return MergekitSource(model=model, num_layers=int(getattr(config, of_config(config)
+                                                               .layer_count)),
+                          dtype=str(dtype).removeprefix("torch.") if dtype else None)
+
+
+def export_mergekit(spec: str, path: str | Path, model_args: dict[str, Any]
+                    ) -> tuple[Chain, MergekitSource]:
+    """Write the mergekit passthrough config of chain ``spec`` over the source model."""
+    from lm_eval_cola.chains.files import write_mergekit
+
+    source = mergekit_source(model_args)
+    chain, found = resolve_chain(spec, source.num_layers, source.model)
+    note = f"from {found.method}" if found is not None and found.method else ""
+    write_mergekit(path, chain, source.model, source.dtype, note)
+    return chain, source

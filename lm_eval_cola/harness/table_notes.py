@@ -57,6 +57,10 @@ def task_note(task: str, summary: Mapping[str, Any], searcher: str) -> str:
                      f"{_count(summary, 'decoy_wrong_reached')}/{decoy_wrong}"
                      f"{_ci(summary.get('decoy_reached_when_wrong_ci'))}"
                      f"{_vs(summary, 'fixed', 'fixed when wrong')}")
+    none_right, none_wrong = _count(summary, "no_decoy_right"), _count(summary, "no_decoy_wrong")
+    if none_right or none_wrong:
+        parts.append(f"no decoy to draw for {none_wrong} wrong and {none_right} right samples "
+                     f"(left out of the decoy's rates)")
     return "; ".join(parts) + " ([95% intervals])"
 
 
@@ -76,5 +80,9 @@ def _vs(summary: Mapping[str, Any], key: str, finding: str) -> str:
     paired = summary.get(f"{key}_vs_decoy")
     if not isinstance(paired, Mapping) or not paired.get("conclusion"):
         return ""
-    return (f": {finding} is {paired['conclusion']} (paired, McNemar p="
-            f"{paired.get('mcnemar_p')})")
+    ci = paired.get("difference_ci")
+    diff = paired.get("difference")
+    delta = (f", difference {float(diff):+.2f} [{float(ci[0]):+.2f}, {float(ci[1]):+.2f}]"
+             if diff is not None and isinstance(ci, list | tuple) and len(ci) == 2 else "")
+    return (f": {finding} is {paired['conclusion']} (paired on {paired.get('n')} samples, "
+            f"McNemar p={paired.get('mcnemar_p')}{delta})")

@@ -105,9 +105,12 @@ class RunFile:
         """Files with the same key are one row (one run split over files, or re-runs);
         runs under other prompts or decoding are other rows."""
         args = {k: v for k, v in self.model_args.items() if k not in NEUTRAL_ARGS}
+        # A search's seed may come from lm-eval's --seed rather than model_args: runs with
+        # other seeds are other rows (``group_seeds`` then shows them as one seed row).
+        seed = self.seed if self.kind == "search" else None
         return (self.model, self.kind, self.variant, self.oracle, self.lm_eval_model,
                 json.dumps(args, sort_keys=True, default=str), json.dumps(self.limit),
-                self.evaluation.key)
+                self.evaluation.key, seed)
 
     @property
     def order(self) -> tuple[float, float, str]:

@@ -18,34 +18,21 @@ with Newcombe's interval; its ``conclusion`` is the only "above chance" a summar
 
 A ``Summary`` holds exact counts and sums, so summaries of disjoint runs (data parallel
 ranks, result files of one row) merge exactly with ``merge``; ``as_dict`` writes the counts
-beside the shares, and ``from_dict`` reads them back. It keeps one summary a task too
-(``by_task``, written as ``per_task``).
+beside the shares, and ``from_dict`` reads them back. Each count is declared once, as a
+``counter`` field: the merge, the writing and the reading follow from that declaration. It
+keeps one summary a task too (``by_task``, written as ``per_task``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from lm_eval_cola.chains.syntax import ChainError, full_chain, parse_chain
 from lm_eval_cola.results.records import Record
 from lm_eval_cola.results.stats import Paired, edit_distance, interval
 
-_COUNTS = ("samples", "right", "right_shortened", "wrong", "wrong_fixed", "oracle_correct",
-           "total_length", "total_evaluations", "total_ticks")
-# Exact counts added with records schema 3, written by ``as_dict`` under their own names;
-# a summary written before them reads them as 0.
-_NEW_COUNTS = ("total_shortened_length", "total_fixed_length", "total_edits", "edit_samples",
-               "total_evaluated_layers", "cost_samples", "nonfinite_chains",
-               "nonfinite_samples", "decoy_full_right", "decoy_right_shortened",
-               "decoy_full_wrong", "decoy_wrong_reached", "total_decoy_evaluations")
-# The paired test's counts (over the samples with a decoy, as the decoy's rates) and the
-# samples the control ran on without a decoy. A summary written before them reads them as
-# 0 and counts its decoy samples as ``decoy_unpaired``: their pairs are unknown, so no
-# paired test is shown for it, nor for anything merged with it.
-_PAIR_COUNTS = ("decoy_wrong_fixed", "decoy_wrong_both", "decoy_right_shorter",
-                "decoy_right_both", "no_decoy_right", "no_decoy_wrong", "decoy_unpaired")
 _NO_CAP = 1 << 30  # edit counts parse recorded chains of any length
 
 
@@ -57,45 +44,91 @@ def _mean(total: int, count: int, digits: int = 4) -> float | None:
     return round(total / count, digits) if count else None
 
 
+@dataclass(frozen=True)
+class _Count:
+    """How ``as_dict`` writes one of ``Summary``'s counters and ``from_dict`` reads it."""
+
+    key: str  # its name in ``as_dict``'s output
+    # ``from_dict`` gives None for a summary without it (written before the exact sums)
+    needed: bool = False
+    # Written as count / ticks to 3 decimals (seconds kept as 1e-4 s ticks), read back
+    # rounded to whole ticks; 1: written as it is.
+    ticks: int = 1
+
+    def write(self, value: int) -> int | float:
+        return value if self.ticks == 1 else round(value / self.ticks, 3)
+
+    def read(self, data: dict[str, Any]) -> int:
+        # missing (a summary written before the counter was added): 0
+        value = data.get(self.key) or 0
+        return int(value) if self.ticks == 1 else round(float(value) * self.ticks)
+
+
+def counter(key: str, *, needed: bool = False, ticks: int = 1) -> Any:
+    """A ``Summary`` field holding an exact count or sum, written by ``as_dict`` as ``key``
+    (see ``_Count``); merged by adding, read back by ``from_dict`` (0 where missing)."""
+    return field(default=0, metadata={"count": _Count(key, needed, ticks)})
+
+
 @dataclass
 class Summary:
+    """Exact counts of a run's samples. A new count is one line here, ::
+
+        decoy_fixed_shorter: int = counter("decoy_fixed_shorter")  # what it counts
+
+    and its increment in ``add``: ``merge`` adds it, ``as_dict`` writes it after the
+    others (or beside a share, with ``place``), ``from_dict`` reads it, as 0 from summaries
+    written before it. Its rates belong in ``as_dict``'s shares; its key, in the golden
+    test's ``NEW_FIELDS`` (tests/golden_runs.py)."""
+
     num_layers: int
     oracle: bool = True  # False for searcher `none`: the gold chose nothing
-    samples: int = 0
-    right: int = 0
-    right_shortened: int = 0
-    wrong: int = 0
-    wrong_fixed: int = 0
-    oracle_correct: int = 0
-    total_length: int = 0
-    total_evaluations: int = 0
+    samples: int = counter("samples")
+    right: int = counter("full_chain_right")
+    right_shortened: int = counter("right_with_shorter_chain")
+    wrong: int = counter("full_chain_wrong")
+    wrong_fixed: int = counter("wrong_fixed_by_some_chain")
+    oracle_correct: int = counter("oracle_correct", needed=True)
+    total_length: int = counter("total_best_length", needed=True)
+    total_evaluations: int = counter("total_evaluations", needed=True)
     # Records keep seconds to 4 decimals; summing them as whole 1e-4 s ticks makes the
     # total independent of the order samples are added in (a live run vs its records).
-    total_ticks: int = 0
+    total_ticks: int = counter("total_search_seconds", ticks=10_000)
     tasks: set[str] = field(default_factory=set)
-    total_shortened_length: int = 0  # best lengths of the right samples shortened
-    total_fixed_length: int = 0  # best lengths of the wrong samples fixed
-    total_edits: int = 0  # Levenshtein distances of the best chains from the full chain
-    edit_samples: int = 0  # samples whose best chain parsed (all, in practice)
+    # Added with records schema 3 (a summary written before them reads them as 0):
+    # best lengths of the right samples shortened, and of the wrong samples fixed
+    total_shortened_length: int = counter("total_shortened_length")
+    total_fixed_length: int = counter("total_fixed_length")
+    # Levenshtein distances of the best chains from the full chain, and the samples whose
+    # best chain parsed (all, in practice)
+    total_edits: int = counter("total_edits")
+    edit_samples: int = counter("edit_samples")
     # Cost and non-finite chains: counted over records that have them (schema 3 on).
-    total_evaluated_layers: int = 0
-    cost_samples: int = 0
-    nonfinite_chains: int = 0
-    nonfinite_samples: int = 0  # samples with at least one non-finite chain
+    total_evaluated_layers: int = counter("total_evaluated_layers")
+    cost_samples: int = counter("cost_samples")
+    nonfinite_chains: int = counter("nonfinite_chains")
+    nonfinite_samples: int = counter("nonfinite_samples")  # with >= 1 non-finite chain
     # The chance control, over samples that have a decoy.
-    decoy_full_right: int = 0
-    decoy_right_shortened: int = 0
-    decoy_full_wrong: int = 0
-    decoy_wrong_reached: int = 0
-    total_decoy_evaluations: int = 0
-    # The gold's findings on those same samples, and the samples where both happened.
-    decoy_wrong_fixed: int = 0
-    decoy_wrong_both: int = 0  # fixed by the gold's search and reached by the decoy's
-    decoy_right_shorter: int = 0
-    decoy_right_both: int = 0  # shortened toward the gold and toward the decoy
-    no_decoy_right: int = 0  # the control ran, but the sample had no decoy to draw
-    no_decoy_wrong: int = 0
-    decoy_unpaired: int = 0  # decoy samples of a summary written before the pairs
+    decoy_full_right: int = counter("decoy_full_right")
+    decoy_right_shortened: int = counter("decoy_right_shortened")
+    decoy_full_wrong: int = counter("decoy_full_wrong")
+    decoy_wrong_reached: int = counter("decoy_wrong_reached")
+    total_decoy_evaluations: int = counter("total_decoy_evaluations")
+    # The paired test's counts: the gold's findings on those same samples, and the samples
+    # where both happened; and the samples the control ran on without a decoy. A summary
+    # written before them reads them as 0 and counts its decoy samples as
+    # ``decoy_unpaired``: their pairs are unknown, so no paired test is shown for it, nor
+    # for anything merged with it.
+    decoy_wrong_fixed: int = counter("decoy_wrong_fixed")
+    # fixed by the gold's search and reached by the decoy's
+    decoy_wrong_both: int = counter("decoy_wrong_both")
+    decoy_right_shorter: int = counter("decoy_right_shorter")
+    # shortened toward the gold and toward the decoy
+    decoy_right_both: int = counter("decoy_right_both")
+    # the control ran, but the sample had no decoy to draw
+    no_decoy_right: int = counter("no_decoy_right")
+    no_decoy_wrong: int = counter("no_decoy_wrong")
+    decoy_unpaired: int = counter("decoy_unpaired")
     # One summary a task, filled by ``add`` and kept through ``merge`` and ``from_dict``.
     # Not compared: two summaries are equal when their counts are (a results file keeps
     # each task's time rounded, the records keep it exact).
@@ -157,9 +190,9 @@ class Summary:
             raise ValueError(f"cannot merge summaries of {self.num_layers} and "
                              f"{other.num_layers} layers")
         merged = Summary(num_layers=self.num_layers, oracle=self.oracle and other.oracle,
-                         tasks=self.tasks | other.tasks)
-        for name in _COUNTS + _NEW_COUNTS + _PAIR_COUNTS:
-            setattr(merged, name, getattr(self, name) + getattr(other, name))
+                         tasks=self.tasks | other.tasks,
+                         **{name: getattr(self, name) + getattr(other, name)
+                            for name, _ in _COUNTERS})
         for task in sorted(set(self.by_task) | set(other.by_task)):
             mine, theirs = self.by_task.get(task), other.by_task.get(task)
             merged.by_task[task] = (mine.merge(theirs) if mine is not None and theirs is not None
@@ -205,28 +238,34 @@ class Summary:
         n = self.samples
         mean_length = self.mean_length
         layers = self.num_layers
+        counts = {name: {count.key: count.write(getattr(self, name))}
+                  for name, count in _COUNTERS}
+        # ``**place(field name)``: that count written here, beside its share; the counts not
+        # placed follow the shares, in the order they are declared
+        place = counts.pop
+        seconds = {**place("total_ticks"),
+                   "seconds_per_sample": round(self.total_seconds / n, 4) if n else None}
         out: dict[str, Any] = {
             "oracle": self.oracle,
             "num_layers": layers,
-            "samples": n,
+            **place("samples"),
             "tasks": sorted(self.tasks),
-            "full_chain_right": self.right,
-            "right_with_shorter_chain": self.right_shortened,
+            **place("right"),
+            **place("right_shortened"),
             "shorter_when_right": _share(self.right_shortened, self.right),
-            "full_chain_wrong": self.wrong,
-            "wrong_fixed_by_some_chain": self.wrong_fixed,
+            **place("wrong"),
+            **place("wrong_fixed"),
             "fixed_when_wrong": _share(self.wrong_fixed, self.wrong),
             "oracle_accuracy": _share(self.oracle_correct, n),
             "full_chain_accuracy": _share(self.right, n),
             "mean_best_length": round(mean_length, 4) if mean_length is not None else None,
             "mean_depth_ratio": round(mean_length / layers, 4) if n else None,
             "mean_evaluations": round(self.total_evaluations / n, 3) if n else None,
-            "total_search_seconds": round(self.total_seconds, 3),
-            "seconds_per_sample": round(self.total_seconds / n, 4) if n else None,
+            **(seconds if timing else {}),
             # exact sums, so summaries merge without re-deriving from rounded means
-            "total_best_length": self.total_length,
-            "total_evaluations": self.total_evaluations,
-            "oracle_correct": self.oracle_correct,
+            **place("total_length"),
+            **place("total_evaluations"),
+            **place("oracle_correct"),
             # Wilson 95% intervals, [low, high] (None with no samples to count)
             "shorter_when_right_ci": interval(self.right_shortened, self.right),
             "fixed_when_wrong_ci": interval(self.wrong_fixed, self.wrong),
@@ -248,9 +287,8 @@ class Summary:
             "fixed_vs_decoy": _paired_dict(self.paired_fixed()),
             "shorter_vs_decoy": _paired_dict(self.paired_shorter()),
         }
-        out.update({name: getattr(self, name) for name in _NEW_COUNTS + _PAIR_COUNTS})
-        if not timing:
-            del out["total_search_seconds"], out["seconds_per_sample"]
+        for rest in counts.values():
+            out.update(rest)
         if self.by_task:
             out["per_task"] = {task: self.by_task[task].as_dict(timing=False)
                                for task in sorted(self.by_task)}
@@ -260,23 +298,14 @@ class Summary:
     def from_dict(cls, data: dict[str, Any]) -> Summary | None:
         """A summary from ``as_dict``'s output; None when it lacks the exact sums (written
         by lm-eval-cola before they were added)."""
-        needed = ("num_layers", "total_best_length", "total_evaluations", "oracle_correct")
-        if any(data.get(k) is None for k in needed):
+        if data.get("num_layers") is None or any(
+                data.get(count.key) is None for _, count in _COUNTERS if count.needed):
             return None
         summary = cls(
             num_layers=int(data["num_layers"]), oracle=bool(data.get("oracle", True)),
-            samples=int(data["samples"]), right=int(data["full_chain_right"]),
-            right_shortened=int(data["right_with_shorter_chain"]),
-            wrong=int(data["full_chain_wrong"]),
-            wrong_fixed=int(data["wrong_fixed_by_some_chain"]),
-            oracle_correct=int(data["oracle_correct"]),
-            total_length=int(data["total_best_length"]),
-            total_evaluations=int(data["total_evaluations"]),
-            total_ticks=round(float(data.get("total_search_seconds") or 0) * 10_000),
             tasks=set(data.get("tasks") or ()),
+            **{name: count.read(data) for name, count in _COUNTERS},
         )
-        for name in _NEW_COUNTS + _PAIR_COUNTS:
-            setattr(summary, name, int(data.get(name) or 0))
         if "decoy_wrong_both" not in data:  # written before the pairs were counted
             summary.decoy_unpaired = summary.decoy_full_right + summary.decoy_full_wrong
         for task, part in (data.get("per_task") or {}).items():
@@ -294,6 +323,11 @@ class Summary:
         for record in records:
             summary.add(record)
         return summary
+
+
+# Every counter, as (field name, how it is written), in declaration order.
+_COUNTERS: tuple[tuple[str, _Count], ...] = tuple(
+    (f.name, f.metadata["count"]) for f in fields(Summary) if "count" in f.metadata)
 
 
 def has_decoy(decoy: dict[str, Any]) -> bool:

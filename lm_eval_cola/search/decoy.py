@@ -240,6 +240,10 @@ def draw_decoy(judge: TaskJudge, doc: Any, doc_id: int, seed: int, full: Judgeme
         return said is not None and judge.metric_value(target_doc, said) >= _RIGHT
 
     labels = item_labels(judge, doc)
+    if labels is not None and _normal(judge.gold_text(doc)) not in {_normal(x) for x in labels}:
+        # The doc lists labels but its gold is an answer text, not one of them: the labels
+        # are no answer space for it, and other docs' golds are the decoy pool.
+        labels = None
     if labels is not None:
         drawn = _draw_label(judge, doc, labels, seed, full_says)
         if drawn is not None:

@@ -64,9 +64,23 @@ def records_path(explicit: Path | None, folder: str | None, searcher: str, confi
     return Path(folder) / f"cola-records_{searcher}_{config_hash}{suffix}.jsonl"
 
 
+# The judging rules' version. Version 2 (issue #21) changed what a record says for some
+# samples: decoys never the full chain's answer and drawn fairly, the decoy search under the
+# gold's stop rule, a non-finite full chain judged as lm-eval judges it, and the graded
+# reward on generation tasks. Runs these touch (decoy control, graded reward) hash it, so a
+# resume never mixes records judged under two rules; other runs keep their records names.
+JUDGING_RULES = 2
+
 # Searcher settings that came after records existed, with the values that mean "as before":
 # `parallel` (1, or greedy's None: today's exact sequence of asks).
 NEUTRAL_SETTINGS: dict[str, tuple[Any, ...]] = {"parallel": (1, None)}
+
+
+def without_neutral_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` less those at a value of ``NEUTRAL_SETTINGS`` (hashed, and compared
+    across versions, only away from their default, so older records and runs still match)."""
+    return {k: v for k, v in settings.items()
+            if not (k in NEUTRAL_SETTINGS and v in NEUTRAL_SETTINGS[k])}
 
 
 @dataclass
@@ -111,18 +125,15 @@ class RunFacts:
 
     def config_hash(self) -> str:
         """Identifies what a record depends on, so a resume never mixes configurations."""
-        settings = jsonable(self.searcher.settings)
-        # Settings added after records existed are hashed only away from their default, so
-        # a run that does not use them resumes the records an older version wrote.
-        for key, defaults in NEUTRAL_SETTINGS.items():
-            if key in settings and settings[key] in defaults:
-                del settings[key]
+        settings = without_neutral_settings(jsonable(self.searcher.settings))
         identity = {
             "model": self.model, "dtype": self.dtype, "searcher": self.searcher.name,
             "settings": settings, "seed": self.seed,
             "oracle_metric": self.oracle_metric, "oracle_filter": self.oracle_filter,
             "max_chain_length": self.max_chain_length,
         }
+        if self.control == "decoy" or settings.get("reward") == "graded":
+            identity["rules"] = JUDGING_RULES
         # Only where set, so the records files of runs without them keep their names.
         identity.update({k: v for k, v in (("control", self.control),
                                            ("record_chains", self.record_chains))
