@@ -22,27 +22,18 @@ from typing import Any
 
 from lm_eval_cola.reports.findings import Findings, Rate, suffixes_of
 from lm_eval_cola.reports.render import asset, md_table, write_csv
-from lm_eval_cola.reports.tables import PAIRED_NOTE
+from lm_eval_cola.reports.tables import FINDING_COLUMNS, PAIRED_NOTE
 from lm_eval_cola.results.records import Record
 from lm_eval_cola.results.summary import Summary
 
 # (key, label) of Table 1's rows, in the paper's order; key is the search's action set.
 ROWS = (("original", "Original (full chain)"), ("skip", "Skip-only"),
         ("loop", "Recurrence-only"), ("skip+loop", "CoLa (skip + recurrence)"))
-# (header, Findings field, CSV name) of the findings table
+# (header, Findings field, CSV name) of the findings table: the board's finding columns
+# (tables.FINDING_COLUMNS) after the sample counts, less edits and layers per sample.
 FINDINGS = (("Samples", "samples", "samples"), ("Full chain", "full_chain", "full_chain"),
-            ("Oracle acc", "oracle", "oracle_accuracy"),
-            ("Shorter when right", "shorter", "shorter_when_right"),
-            ("Decoy shortened (right)", "decoy_shortened", "decoy_shortened_when_right"),
-            ("Shorter vs decoy (paired)", "shorter_vs_decoy", "shorter_vs_decoy"),
-            ("Fixed when wrong", "fixed", "fixed_when_wrong"),
-            ("Decoy reached (wrong)", "decoy_reached", "decoy_reached_when_wrong"),
-            ("Fixed vs decoy (paired)", "fixed_vs_decoy", "fixed_vs_decoy"),
-            ("No decoy", "no_decoy", "no_decoy_samples"),
-            ("Depth", "depth", "depth_ratio"),
-            ("Depth shortened", "depth_shortened", "depth_ratio_shortened"),
-            ("Depth fixed", "depth_fixed", "depth_ratio_fixed"),
-            ("Evals/sample", "evaluations", "evaluations_per_sample"))
+            *(column for column in FINDING_COLUMNS
+              if column[1] not in ("edits", "evaluated_layers")))
 NOTE = ("Original: the full chain's accuracy. Other rows are ORACLE numbers: each sample's "
         "chain was searched with its gold answer as the reward (an upper bound, not a "
         "deployable score). k/n = share [Wilson 95% interval]. Shorter when right: the full "
