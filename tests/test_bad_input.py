@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from lm_eval_cola.errors import UserError
-from tests import cli_helpers as cli
+from tests.support import cli_helpers as cli
+
+pytestmark = pytest.mark.tiny
 
 RECORD = {
     "task": "arc_challenge", "doc_id": 0, "doc_hash": "h", "searcher": "mcts", "settings": {},
@@ -159,7 +161,7 @@ def test_unknown_searcher_setting(tiny_llama_dir, records):
 def test_unsupported_architecture(tmp_path, records):
     import transformers as T
 
-    from tests.tiny_models import tiny_tokenizer
+    from tests.support.tiny_models import tiny_tokenizer
 
     folder = tmp_path / "gpt2"
     tokenizer = tiny_tokenizer()

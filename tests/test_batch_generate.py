@@ -13,8 +13,10 @@ import torch
 
 from lm_eval_cola.engine.apply import chain_applied
 from lm_eval_cola.engine.fast_generate import DECODE_STATS, SampleGenerator, generate_many
+from tests.support.tiny_models import tiny_configs, tiny_tokenizer
 from tests.test_fast_generate import generation_model
-from tests.tiny_models import tiny_configs, tiny_tokenizer
+
+pytestmark = pytest.mark.tiny
 
 # Chains a search tries side by side: repeats, skips, a reorder, the full chain twice.
 CHAINS = [(0, 1, 2, 3), (0, 1, 1, 2, 3), (0, 2, 3), (1, 3), (3, 2, 1, 0), (0, 1, 2, 3)]

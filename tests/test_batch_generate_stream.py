@@ -9,6 +9,8 @@ import pytest
 from lm_eval_cola.search.scheduler import Stream, run_searches
 from tests.test_scheduler import Chained, expected
 
+pytestmark = pytest.mark.quick
+
 
 class SlowStream:
     """Answers each submission ``ask % 3 + 1`` steps after it came (answer 2*ask + 1)."""

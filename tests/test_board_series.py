@@ -23,7 +23,16 @@ from lm_eval_cola.reports.runs import (
     STATIC_CHAIN,
     series_kind,
 )
-from tests.reports_fixtures import MAIN_METRIC, NUM_LAYERS, PRETRAINED, TASKS, load, write_run
+from tests.support.reports_fixtures import (
+    MAIN_METRIC,
+    NUM_LAYERS,
+    PRETRAINED,
+    TASKS,
+    load,
+    write_run,
+)
+
+pytestmark = pytest.mark.quick
 
 ROUTER_FILE = "/routers/arc-router.json"
 EXECUTED = 0.9167  # the router's executed depth: above its chains' 0.8333

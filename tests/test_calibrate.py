@@ -14,6 +14,8 @@ from lm_eval_cola.deploy.calibrate import consensus_chain, pick, score, search_c
 from lm_eval_cola.errors import UserError
 from lm_eval_cola.search.searchers import get_searcher
 
+pytestmark = pytest.mark.tiny
+
 needs_data = pytest.mark.skipif(not os.environ.get("COLA_DATA_DIR"),
                                 reason="needs COLA_DATA_DIR (local benchmark data)")
 

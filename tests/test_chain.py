@@ -6,6 +6,8 @@ import pytest
 
 from lm_eval_cola.chains.syntax import ChainError, format_chain, parse_chain
 
+pytestmark = pytest.mark.quick
+
 L = 30
 
 

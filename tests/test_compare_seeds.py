@@ -19,9 +19,11 @@ from lm_eval_cola.errors import UserError
 from lm_eval_cola.reports import build_board, write_board
 from lm_eval_cola.reports.render import to_markdown
 from lm_eval_cola.reports.tables import board_table, task_table
-from tests.board_checks import finding_counts, rate_text
-from tests.cli_helpers import arc_task_manager, run_subcommand
-from tests.reports_fixtures import SEED, TASKS, load, write_run
+from tests.support.board_checks import finding_counts, rate_text
+from tests.support.cli_helpers import arc_task_manager, run_subcommand
+from tests.support.reports_fixtures import SEED, TASKS, load, write_run
+
+pytestmark = pytest.mark.quick
 
 SEEDS = [SEED, SEED + 1, SEED + 2]
 

@@ -19,6 +19,8 @@ from lm_eval_cola.compat import hooks, lm_eval_private, local_data, version
 from lm_eval_cola.compat.version import UnsupportedLmEvalError, check_lm_eval_version
 from lm_eval_cola.errors import UserError
 
+pytestmark = pytest.mark.quick
+
 PACKAGE = Path(lm_eval_cola.__file__).parent
 PRIVATE_MODULE = "lm_eval_cola.compat.lm_eval_private"
 # Modules left out of the private-symbol check while they are being moved onto
@@ -46,12 +48,14 @@ def hflm(tiny_llama_dir):
     return HFLM(pretrained=tiny_llama_dir, device="cpu", batch_size=2)
 
 
+@pytest.mark.tiny  # builds a tiny model (hflm)
 def test_hflm_instance_attributes_exist(hflm):
     for name in lm_eval_private.HFLM_INSTANCE_ATTRIBUTES:
         assert hasattr(hflm, name), f"HFLM no longer sets {name}; update {PRIVATE_MODULE}"
     assert callable(getattr(hflm, lm_eval_private.MODEL_GENERATE))
 
 
+@pytest.mark.tiny  # builds a tiny model (hflm)
 def test_encode_pair_tokenizes_as_lm_eval_does(hflm, monkeypatch):
     from lm_eval.api.instance import Instance
 
@@ -69,6 +73,7 @@ def test_encode_pair_tokenizes_as_lm_eval_does(hflm, monkeypatch):
     assert [(c, t) for _, c, t in seen] == [lm_eval_private.encode_pair(hflm, *p) for p in pairs]
 
 
+@pytest.mark.tiny  # builds a tiny model (hflm)
 def test_hflm_helpers(hflm):
     import torch
 

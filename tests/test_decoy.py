@@ -23,6 +23,8 @@ from lm_eval_cola.search.decoy import (
 )
 from lm_eval_cola.search.judge import Judgement, TaskJudge
 
+pytestmark = pytest.mark.quick
+
 NAN, INF = float("nan"), float("inf")
 
 

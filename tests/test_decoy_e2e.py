@@ -30,7 +30,7 @@ def hooks_installed():
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    from tests.tiny_models import save_tiny_model
+    from tests.support.tiny_models import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny") / "llama")
 

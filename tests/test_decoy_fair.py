@@ -28,6 +28,8 @@ from lm_eval_cola.tasks.arc import arc_doc_to_target, arc_process_results
 from lm_eval_cola.tasks.dart import dart_doc_to_target, dart_process_results
 from tests.test_decoy import NAN, FakeChoiceTask, pairs
 
+pytestmark = pytest.mark.quick
+
 LAYERS = 6
 FULL = full_chain(LAYERS)
 

@@ -7,7 +7,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests import cli_helpers as cli
+import pytest
+
+from tests.support import cli_helpers as cli
+
+pytestmark = pytest.mark.tiny
 
 
 def test_two_cpu_ranks_equal_one_process(tiny_llama_dir, tmp_path):

@@ -15,7 +15,9 @@ from lm_eval_cola.engine.apply import (
     find_layers,
 )
 from tests.support.near_tie import assert_same_tokens
-from tests.tiny_models import tiny_configs, tiny_model
+from tests.support.tiny_models import tiny_configs, tiny_model
+
+pytestmark = pytest.mark.tiny
 
 ARCHITECTURES = sorted(tiny_configs())
 # A repeat, skips (layer 0 too), and a reorder with a repeat at the end.

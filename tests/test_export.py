@@ -13,7 +13,9 @@ from lm_eval_cola.chains.files import ChainFile
 from lm_eval_cola.deploy.export import chain_config, export_chain
 from lm_eval_cola.engine.apply import chain_applied
 from lm_eval_cola.errors import UserError
-from tests.tiny_models import tiny_configs, tiny_model, tiny_tokenizer
+from tests.support.tiny_models import tiny_configs, tiny_model, tiny_tokenizer
+
+pytestmark = pytest.mark.tiny
 
 ARCHITECTURES = sorted(tiny_configs())
 # Skips (layer 0 too), a loop, a reorder with a repeat: what the issue asks for.

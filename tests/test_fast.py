@@ -8,7 +8,9 @@ import torch.nn.functional as F
 
 from lm_eval_cola.engine.apply import chain_applied
 from lm_eval_cola.engine.fast import PAD_MULTIPLE, PrefixStore, SampleScorer, pack, score_many
-from tests.tiny_models import tiny_configs, tiny_model
+from tests.support.tiny_models import tiny_configs, tiny_model
+
+pytestmark = pytest.mark.tiny
 
 CHAINS = [(0, 1, 2, 3), (0, 1, 1, 2, 3), (0, 1, 2), (1, 3), (0, 1, 1, 2), (3, 2, 1, 0)]
 

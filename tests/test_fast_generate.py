@@ -9,7 +9,9 @@ import torch
 from lm_eval_cola.engine.apply import chain_applied
 from lm_eval_cola.engine.fast_generate import SampleGenerator
 from tests.support.near_tie import assert_same_tokens
-from tests.tiny_models import tiny_configs, tiny_tokenizer
+from tests.support.tiny_models import tiny_configs, tiny_tokenizer
+
+pytestmark = pytest.mark.tiny
 
 # Neighbouring chains as a search tries them, with repeats, skips and a reorder.
 CHAINS = [(0, 1, 2, 3), (0, 1, 2, 3), (0, 1, 1, 2, 3), (0, 1, 2), (0, 2, 3), (1, 3),

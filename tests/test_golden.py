@@ -1,4 +1,4 @@
-"""The search path's results are pinned: the tiny-model oracle runs of tests/golden_runs.py
+"""The search path's results are pinned: the tiny-model oracle runs of tests/support/golden_runs.py
 give the same records (every field but timings) and metrics as the golden file written by
 the code before the ask/tell redesign (threads, callbacks)."""
 
@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.golden_runs import NEW_FIELDS, RUNS, TIMING, run_all
 from tests.support.approx import differences as compare
+from tests.support.golden_runs import NEW_FIELDS, RUNS, TIMING, run_all
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.tiny, pytest.mark.skipif(
     not os.environ.get("COLA_DATA_DIR"), reason="needs COLA_DATA_DIR (local benchmark data)"
-)
+)]
 GOLDEN = Path(__file__).parent / "data" / "golden_tiny.json"
 
 
@@ -51,7 +51,7 @@ def test_oracle_runs_match_the_golden_file(tmp_path):
     local_data.install()
     hooks.install_evaluator_hook()
     import lm_eval_cola.harness.models  # noqa: F401
-    from tests.tiny_models import save_tiny_model
+    from tests.support.tiny_models import save_tiny_model
 
     golden = json.loads(GOLDEN.read_text())
     assert len(golden) == len(RUNS)

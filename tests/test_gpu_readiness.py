@@ -16,8 +16,10 @@ from lm_eval_cola.engine.apply import architecture_of, chain_applied
 from lm_eval_cola.engine.fast import PAD_MULTIPLE, SampleScorer, head_chunk_rows, pack, score_many
 from lm_eval_cola.harness.ranks import launch_ranks
 from lm_eval_cola.search.driver import records_path
+from tests.support.tiny_models import tiny_configs, tiny_model
 from tests.test_fast import plain_scores, sample_pairs, varied_pairs
-from tests.tiny_models import tiny_configs, tiny_model
+
+pytestmark = pytest.mark.tiny
 
 CPU = torch.device("cpu")
 CHAINS = [(0, 1, 2, 3), (0, 1, 1, 2, 3), (3, 2, 1, 0), (1, 3), (2, 0, 3)]
@@ -239,8 +241,8 @@ def test_split_model_batched_generation_equals_generate(devices):
     on a split model equal its own ``generate``, chain by chain."""
     from lm_eval_cola.engine.fast_generate import SampleGenerator, generate_many
     from tests.support.near_tie import assert_same_tokens
+    from tests.support.tiny_models import tiny_tokenizer
     from tests.test_fast_generate import generation_model, plain_generate, reference_logits
-    from tests.tiny_models import tiny_tokenizer
 
     first, second = (torch.device(d) for d in devices)
     tokenizer = tiny_tokenizer()

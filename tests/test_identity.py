@@ -14,6 +14,8 @@ from lm_eval_cola.results.identity import APPLIED, EvalIdentity
 from lm_eval_cola.search.driver import RunFacts, jsonable, records_path
 from lm_eval_cola.search.searchers import get_searcher
 
+pytestmark = pytest.mark.quick
+
 
 def facts(**evaluation) -> RunFacts:
     return RunFacts(model="/models/tiny", load_args={}, num_layers=4,

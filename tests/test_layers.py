@@ -23,6 +23,8 @@ import pytest
 
 import lm_eval_cola
 
+pytestmark = pytest.mark.quick
+
 PACKAGE = Path(lm_eval_cola.__file__).parent
 ROOT = "lm_eval_cola"
 BASE = {ROOT, f"{ROOT}.errors"}  # the version string and the error types: every layer

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.board_checks import check_rows, check_written, counts, source_of
-from tests.reports_browser import Browser, find_browser, page_url
+from tests.support.board_checks import check_rows, check_written, counts, source_of
+from tests.support.reports_browser import Browser, find_browser, page_url
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.tiny, pytest.mark.skipif(
     not os.environ.get("COLA_DATA_DIR"), reason="needs COLA_DATA_DIR (local benchmark data)"
-)
+)]
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ["arc_challenge", "gsm8k"]

@@ -17,7 +17,7 @@ from lm_eval_cola.search.searchers import (
     searcher_names,
 )
 from lm_eval_cola.search.searchers.base import neighbours
-from tests.searcher_fakes import (
+from tests.support.searcher_fakes import (
     FULL,
     SEARCHING,
     L,
@@ -28,6 +28,8 @@ from tests.searcher_fakes import (
     run,
     skip3_keep5,
 )
+
+pytestmark = pytest.mark.quick
 
 # --- the ledger --------------------------------------------------------------------------
 

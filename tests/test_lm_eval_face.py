@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests import cli_helpers as cli
+from tests.support import cli_helpers as cli
 
 pytestmark = [
     pytest.mark.tiny,

@@ -10,6 +10,7 @@ loaded by the ``json`` builder; unset, lm-eval's own download runs unchanged.
    YAMLs, with sockets blocked, and every task's docs equal the local file;
 3. the literal lm-eval CLI (``lm_eval --model dummy --tasks arc_challenge --limit 3``) in a
    subprocess, started early so it overlaps the in-process tests (its task index takes ~15 s);
+   tier real (the rest is quick);
 4. without ``COLA_DATA_DIR`` the patched download still asks the hub for the hub id.
 """
 
@@ -23,6 +24,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.quick
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the package may not be installed in the venv
@@ -299,6 +302,7 @@ def test_standard_tasks_load_local_files(monkeypatch, task_manager, no_network):
 # ----------------------------------------------------- (3) the literal CLI, any lm-eval model
 
 
+@pytest.mark.real  # the lm-eval CLI in a subprocess, on the local benchmark data
 @needs_real_data
 def test_cli_dummy_model_reads_local_arc_challenge(cli_run):
     proc, out = cli_run

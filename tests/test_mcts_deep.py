@@ -38,6 +38,8 @@ import pytest
 
 from lm_eval_cola.search.searchers import Chain, Outcome, get_searcher, run_search
 
+pytestmark = pytest.mark.quick
+
 L = 30
 FULL = tuple(range(L))
 SKIPPED = (20, 21, 25, 26, 27, 28)

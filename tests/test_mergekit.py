@@ -19,6 +19,8 @@ from lm_eval_cola.chains.syntax import ChainError, format_chain, parse_chain, re
 from lm_eval_cola.cli import main
 from lm_eval_cola.errors import UserError
 
+pytestmark = pytest.mark.quick
+
 L = 30
 HAS_MERGEKIT = importlib.util.find_spec("mergekit") is not None
 needs_mergekit = pytest.mark.skipif(
@@ -129,6 +131,7 @@ def test_runs_become_slices_and_repeats_repeated_slices():
         [0, 3], [9, 10], [9, 10], [9, 10], [12, 14]]
 
 
+@pytest.mark.tiny  # builds a tiny model
 def test_export_mergekit_writes_a_config_without_loading_the_weights(tiny_llama_dir, tmp_path,
                                                                      monkeypatch, capsys):
     import lm_eval_cola.cli.export as export  # the subcommand looks load_source up here

@@ -8,6 +8,8 @@ import torch
 
 from tests.support.near_tie import NEAR_TIE_RTOL, assert_same_tokens, first_difference
 
+pytestmark = pytest.mark.quick
+
 
 def logits_with(values: dict[int, float], vocab: int = 8):
     def next_logits(prefix: list[int]) -> torch.Tensor:

@@ -26,6 +26,8 @@ from lm_eval_cola.results.stats import (
 )
 from lm_eval_cola.results.summary import Summary
 
+pytestmark = pytest.mark.quick
+
 TOL = 5e-6  # the hand values below are written to 6 decimals
 
 

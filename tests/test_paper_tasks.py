@@ -2,9 +2,10 @@
 
 quick: prompts, the letter parses, the boxed extraction and math-verify judgement on
 hand-picked docs and answers; the same through lm-eval's own task objects (filters, metric) and
-the oracle's judge; the seeded 500 (stable, nested, pinned); the task-path hook; the literal
-``lm_eval --tasks cola_paper`` CLI with no include path. tiny (marked): ``cola_hf`` end to end on
-``cola_arc_challenge``, and an oracle search that judges through the task's filter and metric.
+the oracle's judge; the seeded 500 (stable, nested, pinned); the task-path hook. real (marked):
+the literal ``lm_eval --tasks cola_paper`` CLI with no include path. tiny (marked): ``cola_hf``
+end to end on ``cola_arc_challenge``, and an oracle search that judges through the task's filter
+and metric.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from lm_eval_cola.tasks.dart import (
     last_boxed,
     math_equal,
 )
+
+pytestmark = pytest.mark.quick
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = os.environ.get("COLA_DATA_DIR", "").strip()
@@ -296,6 +299,7 @@ def test_task_path_puts_ours_first_and_keeps_the_users(tmp_path):
             task_path.uninstall()
 
 
+@pytest.mark.real  # the lm-eval CLI in a subprocess, on the local benchmark data
 @needs_data
 def test_lm_eval_cli_finds_cola_paper_without_include_path(tmp_path):
     # the literal CLI in a fresh interpreter: only the installed start-up hook adds our tasks
@@ -321,7 +325,7 @@ def test_lm_eval_cli_finds_cola_paper_without_include_path(tmp_path):
 def tiny_run(tmp_path_factory):
     """A tiny random model, our hooks installed (the start-up hook does this when installed)."""
     from lm_eval_cola.compat import hooks, local_data
-    from tests.tiny_models import save_tiny_model
+    from tests.support.tiny_models import save_tiny_model
 
     local_data.install()
     task_path.install()

@@ -15,7 +15,7 @@ import pytest
 from lm_eval_cola.search.searchers import Chain, Ledger, Outcome, get_searcher, pick_best
 from lm_eval_cola.search.searchers.mcts_deep import Node
 from lm_eval_cola.search.searchers.parallel import add_virtual_loss, run_rounds, take_virtual_loss
-from tests.searcher_fakes import (
+from tests.support.searcher_fakes import (
     FULL,
     L,
     answer,
@@ -25,6 +25,8 @@ from tests.searcher_fakes import (
     repeat2,
     skip3_keep5,
 )
+
+pytestmark = pytest.mark.quick
 
 PAPER = {"actions": "skip+loop", "block_sizes": "1+2", "loop_repeats": "1+2"}
 CASES = {

@@ -15,6 +15,8 @@ from lm_eval_cola.search.scheduler import run_searches
 from tests.test_batch_generate_stream import SlowStream
 from tests.test_scheduler import Chained
 
+pytestmark = pytest.mark.quick
+
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["batched", "streamed"])
 def test_answered_asks_are_reported_as_they_come_and_before_any_search_ends(streamed):

@@ -17,7 +17,9 @@ from lm_eval_cola.deploy.pruning import (
 )
 from lm_eval_cola.engine.apply import chain_applied
 from lm_eval_cola.errors import UserError
-from tests.tiny_models import tiny_model
+from tests.support.tiny_models import tiny_model
+
+pytestmark = pytest.mark.tiny
 
 TEXTS = [[5, 9, 17, 33, 2, 71, 8, 8, 40], [3, 4, 5, 6, 7, 100, 101, 12], [90, 80, 70, 60, 5, 6]]
 

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.real, pytest.mark.skipif(
     not os.environ.get("COLA_DATA_DIR"), reason="needs COLA_DATA_DIR (local benchmark data)"
-)
+)]
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ from lm_eval_cola.results.records import SCHEMA_VERSION, ChainEntry, Record, rea
 from lm_eval_cola.results.stats import interval
 from lm_eval_cola.results.summary import Summary
 
+pytestmark = pytest.mark.quick
+
 BASE = {
     "task": "arc_challenge", "doc_id": 0, "doc_hash": "h", "model": "m", "searcher": "mcts",
     "oracle": True, "settings": {}, "seed": 1, "num_layers": 4, "full_correct": True,

@@ -13,6 +13,8 @@ import pytest
 from lm_eval_cola.errors import UserError
 from lm_eval_cola.results.records import Record, RecordWriter, read_records
 
+pytestmark = pytest.mark.quick
+
 RECORD = {
     "task": "arc_challenge", "doc_id": 0, "doc_hash": "h", "searcher": "mcts", "settings": {},
     "seed": 1, "full_correct": True, "best_chain": "0-3", "best_length": 4,

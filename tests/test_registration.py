@@ -24,6 +24,8 @@ import pytest
 from lm_eval_cola import _autoload
 from lm_eval_cola.compat import registration
 
+pytestmark = pytest.mark.tiny
+
 HEAVY = ("torch", "transformers", "lm_eval")
 NOT_INSTALLED = (
     "the start-up hook is not active: install the package (pip install -e .) so that "

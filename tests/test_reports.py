@@ -17,8 +17,8 @@ from lm_eval_cola.reports import build_board, combine_summaries
 from lm_eval_cola.reports.render import ORACLE_HEADING, to_markdown
 from lm_eval_cola.results.records import read_records
 from lm_eval_cola.results.summary import Summary
-from tests.board_checks import check_rows, counts, source_of
-from tests.reports_fixtures import (
+from tests.support.board_checks import check_rows, counts, source_of
+from tests.support.reports_fixtures import (
     LIMIT,
     PRETRAINED,
     TASKS,
@@ -30,6 +30,8 @@ from tests.reports_fixtures import (
     results_file,
     write_run,
 )
+
+pytestmark = pytest.mark.quick
 
 
 @pytest.fixture(scope="module")

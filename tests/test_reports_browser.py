@@ -13,17 +13,17 @@ import pytest
 
 from lm_eval_cola.reports import build_board, write_board
 from lm_eval_cola.reports.render import board_table, task_table
-from tests.reports_browser import Browser, find_browser, page_url
-from tests.reports_fixtures import make_runs
+from tests.support.reports_browser import Browser, find_browser, page_url
+from tests.support.reports_fixtures import make_runs
 
 BROWSER = find_browser()
 # CI sets COLA_REQUIRE_BROWSER=1 so that a missing browser fails there instead of skipping.
 if BROWSER is None and os.environ.get("COLA_REQUIRE_BROWSER"):
     raise RuntimeError("COLA_REQUIRE_BROWSER is set but no chromium is on PATH "
                        "(apt-get install chromium)")
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.quick, pytest.mark.skipif(
     BROWSER is None, reason="no chromium on PATH (apt-get install chromium): the leaderboard "
-                            "page is not checked in a browser")
+                            "page is not checked in a browser")]
 
 
 @pytest.fixture(scope="module")

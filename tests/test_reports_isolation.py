@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.reports_fixtures import make_runs
+from tests.support.reports_fixtures import make_runs
+
+pytestmark = pytest.mark.quick
 
 REPO = Path(__file__).resolve().parents[1]
 REPORTS = REPO / "lm_eval_cola" / "reports"

@@ -18,8 +18,10 @@ from lm_eval_cola.reports.render import (
     to_html,
     to_markdown,
 )
-from tests.board_checks import check_written
-from tests.reports_fixtures import LIMIT, load, make_runs, write_run
+from tests.support.board_checks import check_written
+from tests.support.reports_fixtures import LIMIT, load, make_runs, write_run
+
+pytestmark = pytest.mark.quick
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -29,8 +29,8 @@ from lm_eval_cola.results.stats import (
     wilson,
 )
 from lm_eval_cola.results.summary import Summary
-from tests.board_checks import finding_counts, rate_text
-from tests.reports_fixtures import (
+from tests.support.board_checks import finding_counts, rate_text
+from tests.support.reports_fixtures import (
     NUM_LAYERS,
     OTHER_METRIC,
     load,
@@ -38,6 +38,8 @@ from tests.reports_fixtures import (
     make_runs,
     write_run,
 )
+
+pytestmark = pytest.mark.quick
 
 
 @pytest.fixture(scope="module")

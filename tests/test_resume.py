@@ -12,7 +12,9 @@ import time
 
 import pytest
 
-from tests import cli_helpers as cli
+from tests.support import cli_helpers as cli
+
+pytestmark = pytest.mark.tiny
 
 
 def _kill_after_records(args: list[str], output, lines: int, timeout: float = 400) -> int:

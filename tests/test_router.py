@@ -23,6 +23,8 @@ from lm_eval_cola.harness.router import (
     labels_from_records,
 )
 
+pytestmark = pytest.mark.tiny
+
 needs_data = pytest.mark.skipif(not os.environ.get("COLA_DATA_DIR"),
                                 reason="needs COLA_DATA_DIR (local benchmark data)")
 FULL, SHORT_A, SHORT_B = "0-5", "0-1+3-5", "0-3+5"

@@ -19,7 +19,9 @@ import pytest
 from lm_eval_cola.cli.table1 import expected_settings
 from lm_eval_cola.errors import UserError
 from lm_eval_cola.results.records import read_records
-from tests.reports_fixtures import PRETRAINED, TASKS, load, write_run
+from tests.support.reports_fixtures import PRETRAINED, TASKS, load, write_run
+
+pytestmark = pytest.mark.quick
 
 MODEL_DIR = "__models__tiny-llama"
 SKIP = "mcts:protocol=cola;actions=skip;control=decoy"
@@ -64,7 +66,7 @@ def tables(tmp_path, monkeypatch):
 
 def table1(tables, *extra: str, rows: str = "original,skip") -> int:
     from lm_eval_cola.cli import table1 as command
-    from tests.cli_helpers import run_subcommand
+    from tests.support.cli_helpers import run_subcommand
 
     argv = ["--tasks", ",".join(TASKS), "--limit", "3", "--budget", "4", "--rows", rows,
             "--output", str(tables["root"] / "out"), "--reuse", str(tables["root"] / "reuse"),

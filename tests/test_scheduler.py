@@ -9,6 +9,8 @@ import pytest
 
 from lm_eval_cola.search.scheduler import run_searches
 
+pytestmark = pytest.mark.quick
+
 
 class Chained:
     """Asks ``length`` times, each ask the previous answer; several asks at a time when

@@ -17,7 +17,7 @@ from lm_eval_cola.search.searchers import (
 )
 from lm_eval_cola.search.searchers.actions import Action, parse_actions, parse_sizes
 from lm_eval_cola.search.searchers.base import neighbours
-from tests.searcher_fakes import (
+from tests.support.searcher_fakes import (
     FULL,
     SEARCHING,
     Fake,
@@ -29,6 +29,8 @@ from tests.searcher_fakes import (
     run_searcher,
     skip3_keep5,
 )
+
+pytestmark = pytest.mark.quick
 
 FULL30 = tuple(range(30))
 PAPER = {"actions": "skip+loop", "block_sizes": "1+2+3+4", "loop_repeats": "1+2+3+4"}

@@ -13,7 +13,7 @@ from lm_eval_cola.search.searchers import (
     searcher_names,
 )
 from lm_eval_cola.search.searchers.base import neighbours
-from tests.searcher_fakes import (
+from tests.support.searcher_fakes import (
     FULL,
     PLANTED_REPEAT,
     SEARCHING,
@@ -27,6 +27,8 @@ from tests.searcher_fakes import (
     run_searcher,
     skip3_keep5,
 )
+
+pytestmark = pytest.mark.quick
 
 # --- every searcher ----------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ import pytest
 
 from lm_eval_cola.results.stats import edit_distance, interval, wilson
 
+pytestmark = pytest.mark.quick
+
 
 @pytest.mark.parametrize(
     ("k", "n", "low", "high"),

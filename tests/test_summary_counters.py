@@ -25,6 +25,8 @@ from lm_eval_cola.results.records import Record
 from lm_eval_cola.results.summary import _COUNTERS, Summary
 from tests.support.approx import differences
 
+pytestmark = pytest.mark.quick
+
 FIXTURE = Path(__file__).parent / "data" / "summary_counters.json"
 LAYERS = 6
 TASKS = ("arc_challenge", "gsm8k", "hellaswag")

@@ -19,9 +19,11 @@ from lm_eval_cola.reports.table1 import (
     write_table1,
 )
 from lm_eval_cola.results.stats import mcnemar_exact, paired_difference_interval
-from tests.board_checks import finding_counts, rate_text
-from tests.cli_helpers import arc_task_manager, run_subcommand
-from tests.reports_fixtures import make_records
+from tests.support.board_checks import finding_counts, rate_text
+from tests.support.cli_helpers import arc_task_manager, run_subcommand
+from tests.support.reports_fixtures import make_records
+
+pytestmark = pytest.mark.quick
 
 TASKS = ["arc_challenge", "gsm8k"]
 

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lm_eval_cola.harness.table_notes import table_notes
 from lm_eval_cola.results.records import Record
 from lm_eval_cola.results.summary import Summary
+
+pytestmark = pytest.mark.quick
 
 
 def record(task: str, doc_id: int, full: bool, best: bool, length: int,

@@ -4,7 +4,7 @@ Everything the chain engine must know about a model family (where its decoder la
 which modules hold ``layer_idx``, the config attributes of its layer count, layer types and
 sliding window, its KV-cache keywords, what its layers return) lives in one data file shipped
 in the package, one entry per transformers ``model_type``. Adding an architecture is adding an
-entry there (and a tiny model to ``tests/tiny_models.py``), not editing the engine.
+entry there (and a tiny model to ``tests/support/tiny_models.py``), not editing the engine.
 
 The file is read and checked once, on first use; a malformed entry raises
 :class:`ArchitectureDataError` naming the entry and the field. This module imports neither

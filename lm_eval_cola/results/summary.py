@@ -79,7 +79,7 @@ class Summary:
     and its increment in ``add``: ``merge`` adds it, ``as_dict`` writes it after the
     others (or beside a share, with ``place``), ``from_dict`` reads it, as 0 from summaries
     written before it. Its rates belong in ``as_dict``'s shares; its key, in the golden
-    test's ``NEW_FIELDS`` (tests/golden_runs.py)."""
+    test's ``NEW_FIELDS`` (tests/support/golden_runs.py)."""
 
     num_layers: int
     oracle: bool = True  # False for searcher `none`: the gold chose nothing

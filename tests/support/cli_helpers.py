@@ -14,7 +14,7 @@ from typing import Any
 
 from lm_eval_cola.cli.compare import LM_EVAL_COMMAND
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = os.environ.get("COLA_DATA_DIR", "/work/shared/data")
 
 # ``python -m lm_eval`` with our start-up hook imported first, so it works whether or not the

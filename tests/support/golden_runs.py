@@ -3,7 +3,7 @@
 refactor of the search path is checked to change no chain, decision or score.
 
 Regenerate (only when a change of results is intended, and say so in the commit):
-    COLA_DATA_DIR=../shared/data python -m tests.golden_runs tests/data/golden_tiny.json
+    COLA_DATA_DIR=../shared/data python -m tests.support.golden_runs tests/data/golden_tiny.json
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def run_all(tiny_dir: str, work: Path) -> dict[str, Any]:
 
 def main(path: str) -> None:
     import lm_eval_cola.harness.models  # noqa: F401  (registers the models)
-    from tests.tiny_models import save_tiny_model
+    from tests.support.tiny_models import save_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tiny = save_tiny_model(Path(tmp) / "llama")
