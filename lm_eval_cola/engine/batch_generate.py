@@ -51,6 +51,7 @@ from lm_eval_cola.engine.fast import (
     layer_output,
     note_layer_output,
     schedule_layers,
+    select_in,
 )
 
 logger = logging.getLogger(__name__)
@@ -296,7 +297,7 @@ def _run_layers(model: torch.nn.Module, rows: list[RowState], device: torch.devi
             for seg in segments:
                 if seg.position == seg.row.start and seg.row.hidden is not None:
                     x[:, seg.offset:seg.offset + seg.length] = seg.row.hidden.to(x.device)
-            cut = _cut(kwargs, idx, total)
+            cut = select_in(kwargs, idx, 1, total)
             for name in arch.layer_cache_keywords:
                 if name in cut:
                     cut[name] = _RowsCache()
@@ -336,18 +337,6 @@ def _run_layers(model: torch.nn.Module, rows: list[RowState], device: torch.devi
         config._attn_implementation = saved
 
 
-def _cut(value: Any, index: torch.Tensor, total: int) -> Any:
-    """A layer's keyword arguments cut to the tokens ``index`` of the packed sequence:
-    every tensor with the sequence as dimension 1 (rotary tables, position ids)."""
-    if isinstance(value, torch.Tensor):
-        if value.dim() >= 2 and value.shape[1] == total:
-            return value.index_select(1, index.to(value.device))
-        return value
-    if isinstance(value, dict):
-        return {k: _cut(v, index, total) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return type(value)(_cut(v, index, total) for v in value)
-    return value
 
 
 @torch.no_grad()

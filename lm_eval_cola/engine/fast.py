@@ -289,7 +289,7 @@ def _run_layers(model: torch.nn.Module, jobs: list[_Job]) -> None:
             for k in starting:
                 x[k] = jobs[step.rows[k]].hidden[0].to(x.device)
         if subset:
-            kwargs = _batch_rows(kwargs, rows, batch)
+            kwargs = select_in(kwargs, rows, 0, batch)
         output = run((x, *args[1:]), kwargs)
         note_layer_output(model, output)
         out = output[0] if isinstance(output, tuple) else output
@@ -331,19 +331,20 @@ def drive_steps(model: torch.nn.Module, layers: Chain, steps: Sequence[Any],
             raise RuntimeError("the batched forward ended before its last step")
 
 
-def _batch_rows(value: Any, rows: torch.Tensor, batch: int) -> Any:
-    """``value`` (a layer's keyword arguments) cut to the batch ``rows``: every tensor
-    whose first dimension is the batch, in dicts, tuples and lists alike."""
+def select_in(value: Any, index: torch.Tensor, dim: int, size: int) -> Any:
+    """``value`` (a layer's keyword arguments) cut to ``index`` along ``dim``: every tensor
+    of at least 2 dimensions whose ``dim`` has ``size`` (the batch's rows, or the packed
+    sequence's tokens: masks, rotary tables, position ids), in dicts, tuples and lists."""
     if isinstance(value, torch.Tensor):
-        if value.dim() >= 2 and value.shape[0] == batch:
+        if value.dim() >= 2 and value.shape[dim] == size:
             # With a device map the mask and rotary tables stay where the model made them
-            # (its first device) while ``rows`` follows the hidden state.
-            return value.index_select(0, rows.to(value.device))
+            # (its first device) while ``index`` follows the hidden state.
+            return value.index_select(dim, index.to(value.device))
         return value
     if isinstance(value, dict):
-        return {k: _batch_rows(v, rows, batch) for k, v in value.items()}
+        return {k: select_in(v, index, dim, size) for k, v in value.items()}
     if isinstance(value, tuple | list):
-        return type(value)(_batch_rows(v, rows, batch) for v in value)
+        return type(value)(select_in(v, index, dim, size) for v in value)
     return value
 
 
