@@ -1,32 +1,49 @@
-"""Cached search vs naive recompute, side by side on the same samples and seed.
+"""Search speed: naive, exact and fast numerics, W chains a sample at once, side by side.
 
-    python benchmarks/search_speed.py --task arc_challenge --limit 20 --budget 40
-    python benchmarks/search_speed.py --task gsm8k --limit 8 --budget 16 --parts search
-    python benchmarks/search_speed.py --task arc_challenge_chat --limit 8 --budget 16 --parts search
+    python benchmarks/search_speed.py --task arc_challenge --limit 20 --budget 40 \
+        --protocol cola --parallel 8 --numerics fast
+    python benchmarks/search_speed.py --task gsm8k --limit 8 --budget 16 --parallel 8
     # GPU-ready: one short device run
-    python benchmarks/search_speed.py --task gsm8k --limit 32 --budget 16 --parts search \
-        --model_args dtype=bfloat16,device=cuda --search_batch 32 --generation_kv_bytes 8000000000
+    python benchmarks/search_speed.py --task gsm8k --limit 32 --budget 16 --parallel 8 \
+        --numerics fast --model_args dtype=bfloat16,device=cuda --search_batch 32
 
-Naive: every evaluation runs lm-eval's own path under the chain (loglikelihood: a full
-forward per request with full logits; generation: ``generate`` from scratch, batch 1), as
-the paper's code does, one sample at a time. Fast: lm_eval_cola/engine/fast.py (packed shared
-context, prefix reuse, scored-positions-only LM head) and lm_eval_cola/engine/fast_generate.py
-(generation: every pending chain of every sample in flight decoded side by side, one
-forward per step, prompt reuse, earlier answers as drafts), ``search_batch`` samples side
-by side. Prints evaluations/s for each, the ratio, whether both chose the same chains with
-the same correctness decisions (and, for generation, how many chains evaluated by both
-got the very same answer text), the decoding batch sizes, fixed-chain time against depth,
-and the identity chain against plain lm-eval ``hf`` on the same requests (--parts picks
-these). ``--profile N`` prints the fast run's N costliest functions.
+One run searches the same samples with the same seed in up to four configurations, each
+through the search driver itself (``OracleSearch.run``, no records file, every evaluated
+chain kept in the records):
+
+- naive: every evaluation through lm-eval's own path under the chain (loglikelihood: a
+  full forward per request with full logits; generation: ``generate`` from scratch), one
+  sample at a time, one chain at a time (W = 1), as the paper's code does;
+- exact W=1: the fast engine (``fast=True``, ``numerics=exact``), ``search_batch`` samples
+  side by side, one chain a sample at a time: the same chains as naive;
+- exact W=<W>: the same with ``parallel=W`` (mcts asks W chains a round, virtual loss);
+- <numerics> W=<W>: the configuration asked (left out when it is the row above).
+
+Per row: wall and CPU seconds, evaluations, evaluations/s, token-layers computed (tokens x
+decoder layers, padding included) and rows per layer call. Then ``speed-up: X`` (the asked
+configuration's evaluations/s over naive's) and ``decision agreement: Y%``: of the (sample,
+chain) evaluations both the asked configuration and its exact reference made (exact W=<W>;
+for an exact configuration, naive: lm-eval's path), the share with the same decision (the
+chosen answer and its correctness), and the share of samples with the same best chain and
+with the same findings (full chain right, best chain right, shorter when right). Exact W=1
+is checked against naive the same way. ``--profile N`` prints the asked configuration's N
+costliest functions (cProfile). ``--parts fixed,identity`` adds the cost of fixed chains
+against depth and the identity chain against plain lm-eval (log-likelihood tasks).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
+import dataclasses
+import logging
 import os
 import platform
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -52,68 +69,220 @@ def build(task_name: str, limit: int, model_args: dict, max_gen_toks: int | None
     return lm, [sorted(v, key=lambda i: i.idx) for _, v in sorted(by_doc.items())]
 
 
-def run_search(lm, samples, fast: bool, budget: int, search_batch: int = 1,
-               kv_bytes: int | None = None, profile: int = 0):
-    """One search over ``samples`` as ``search.OracleSearch.run`` runs it (its
-    ``SampleSearch`` per sample, ``scheduler.run_searches``, ``runner.evaluate_many``),
-    with a fresh runner (no reuse from an earlier run), no records file, every evaluated
-    chain listed in the records, and ``search_batch`` samples side by side on the fast path
-    whatever the request type."""
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One row: which path, which numerics, how many chains a sample asks at once."""
+
+    label: str
+    fast: bool
+    numerics: str = "exact"
+    parallel: int = 1
+
+
+@dataclasses.dataclass
+class Measured:
+    config: Config
+    records: dict[int, Any]  # doc_id -> Record (every evaluated chain in ``chains``)
+    wall: float
+    cpu: float
+    token_layers: int
+    rows_per_call: float | None
+    notes: list[str]
+
+    @property
+    def evaluations(self) -> int:
+        return sum(r.evaluations for r in self.records.values())
+
+
+def fresh_runner(lm, config: Config, kv_bytes: int | None):
+    """A runner set up as the model's own (its settings, however the model builds it), with
+    this row's path and numerics and nothing kept from an earlier row."""
+    runner = copy.copy(lm.runner)
+    runner.fast, runner.numerics = config.fast, config.numerics
+    if getattr(runner, "prompt_cache", None) is not None:  # share_prompts: start empty
+        runner.prompt_cache = type(runner.prompt_cache)(runner.cache_bytes)
+    if kv_bytes is not None:
+        runner.kv_bytes = kv_bytes
+    return runner
+
+
+@contextlib.contextmanager
+def model_runner(lm, runner) -> Iterator[None]:
+    """``runner`` as the model's own while it runs. Where the model's decoding step asks
+    its own runner for the fast decoder's hook this is needed; where the runner installs
+    its hook itself while decoding, it changes nothing."""
+    saved = getattr(lm, "runner", None)
+    try:
+        lm.runner = runner
+    except AttributeError:  # a read-only runner: the model routes decoding otherwise
+        yield
+        return
+    try:
+        yield
+    finally:
+        lm.runner = saved
+
+
+def run_config(lm, samples, config: Config, budget: int, search_batch: int,
+               searcher_args: dict, kv_bytes: int | None = None, profile: int = 0) -> Measured:
+    """One search over ``samples`` through ``OracleSearch.run`` with a fresh runner (no
+    reuse from an earlier row), no records file and every evaluated chain recorded."""
     import cProfile
-    import dataclasses
     import pstats
 
+    from lm_eval_cola.engine.fast import SCORE_STATS
     from lm_eval_cola.engine.fast_generate import DECODE_STATS
-    from lm_eval_cola.engine.runner import ChainRunner, Evaluations
-    from lm_eval_cola.search.driver import Sample, SampleSearch
-    from lm_eval_cola.search.scheduler import run_searches
+    from lm_eval_cola.search.driver import OracleSearch, Sample
     from lm_eval_cola.search.searchers import get_searcher
 
-    lm.searcher = get_searcher("mcts", budget=budget, max_len=lm.max_chain_length)
-    runner = ChainRunner(lm, fast, lm.cola.prefix_cache_bytes,
-                         kv_bytes or lm.cola.generation_kv_bytes)
-    # The model's decoding step asks its own runner for the fast decoder's hook: this
-    # fresh runner must be that runner, or generation silently takes lm-eval's path.
-    lm.runner = runner
-    facts = dataclasses.replace(lm.run_facts(), record_chains="all")
+    searcher = get_searcher("mcts", budget=budget, max_len=lm.max_chain_length,
+                            parallel=config.parallel, **searcher_args)
+    runner = fresh_runner(lm, config, kv_bytes)
+    facts = dataclasses.replace(lm.run_facts(), searcher=searcher, record_chains="all")
+    driver = OracleSearch(runner, lm.judges, facts, search_batch, None)
     kind = samples[0][0].request_type
     todo = [Sample(r[0].task_name, r[0].doc_id, r) for r in samples]
-    width = search_batch if fast else 1
-    cache_bytes = runner.cache_bytes // min(width, len(todo))  # as search.OracleSearch.run
-    records = []
-
-    def start(sample):
-        def make():
-            judge = lm.judges.judge(sample.task)
-            evaluator = runner.evaluator(kind, sample.requests, cache_bytes)
-            return SampleSearch(sample, kind, judge, facts, evaluator)
-        return make
-
     DECODE_STATS.reset()
+    SCORE_STATS.reset()
     profiler = cProfile.Profile() if profile else None
     started, cpu = time.perf_counter(), time.process_time()
-    if profiler is not None:
-        profiler.enable()
-    run_searches([start(s) for s in todo], Evaluations(lm.model),
-                 lambda index, search, seconds: records.append(search.record(seconds)), width)
-    if profiler is not None:
-        profiler.disable()
-    seconds = time.perf_counter() - started
-    cpu = time.process_time() - cpu
-    if fast and kind == "generate_until" and not DECODE_STATS.steps:
+    with model_runner(lm, runner):
+        if profiler is not None:
+            profiler.enable()
+        records = driver.run(kind, todo)
+        if profiler is not None:
+            profiler.disable()
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    if config.fast and kind == "generate_until" and not DECODE_STATS.steps:
         raise RuntimeError("the fast run decoded nothing in batches: generation took "
                            "lm-eval's path (see ChainRunner.evaluator)")
-    print(f"{'fast' if fast else 'naive'} run: {seconds:.1f} s wall, {cpu:.1f} s cpu (all threads)",
-          flush=True)
     if profiler is not None:
-        print(f"profile of the {'fast' if fast else 'naive'} run (top {profile} by own time):")
+        print(f"profile of {config.label} (top {profile} by own time):")
         pstats.Stats(profiler).sort_stats("tottime").print_stats(profile)
     by_doc = {r.doc_id: r for r in records}
-    chosen = [(by_doc[s.doc_id].best_chain, by_doc[s.doc_id].best_correct,
-               by_doc[s.doc_id].full_correct) for s in todo]
-    answers = {(r.doc_id, c["chain"]): c["answer"] for r in records for c in r.chains}
-    return (chosen, sum(r.evaluations for r in records), seconds, answers, DECODE_STATS.copy(),
-            cpu)
+    token_layers, per_call, notes = work_of(lm, samples, by_doc, config, kind,
+                                            SCORE_STATS.copy(), DECODE_STATS.copy())
+    print(f"{config.label}: {wall:.1f} s wall, {cpu:.1f} s cpu", flush=True)
+    return Measured(config, by_doc, wall, cpu, token_layers, per_call, notes)
+
+
+def work_of(lm, samples, records, config: Config, kind: str, scores, decoding
+            ) -> tuple[int, float | None, list[str]]:
+    """(token-layers computed, rows per layer call, notes) of one row."""
+    if config.fast and kind == "loglikelihood":
+        rows = scores.row_calls / scores.layer_calls if scores.layer_calls else None
+        return scores.token_layers, rows, [
+            f"{scores.forwards} batched forwards, {scores.layer_calls} layer calls, "
+            f"{scores.real_token_layers:,} of the token-layers real (not padding)"]
+    if kind == "loglikelihood":
+        # lm-eval's path: one forward per evaluation, the sample's requests padded to its
+        # longest, every chain position over all of them
+        from lm_eval_cola.compat.lm_eval_private import encode_pair
+
+        total, rows, evaluations = 0, 0, 0
+        for requests in samples:
+            lengths = [len((c + t)[-(lm.max_length + 1):]) - 1
+                       for c, t in (encode_pair(lm, *r.args) for r in requests)]
+            record = records[requests[0].doc_id]
+            total += len(lengths) * max(lengths) * record.evaluated_layers
+            rows += len(lengths) * record.evaluations
+            evaluations += record.evaluations
+        return total, rows / max(evaluations, 1), []
+    notes = []
+    if decoding.steps:
+        notes.append(f"decoding: {decoding.steps} batched steps, mean "
+                     f"{decoding.row_steps / decoding.steps:.1f} rows a step (max "
+                     f"{decoding.max_rows}), {decoding.tokens} tokens generated "
+                     f"({decoding.tokens_from_drafts} from drafts)")
+    rows = (decoding.call_tokens / decoding.layer_calls) if decoding.layer_calls else None
+    return decoding.token_layers, rows, notes
+
+
+def decisions(measured: Measured) -> dict[tuple[int, str], tuple[Any, bool]]:
+    return {(doc, entry["chain"]): (entry["answer"], entry["correct"])
+            for doc, record in measured.records.items() for entry in record.chains}
+
+
+def findings(record, num_layers: int) -> tuple[bool, bool, bool]:
+    """A sample's part in the paper's findings: full chain right, best chain right, and
+    a shorter right chain where the full chain is right."""
+    return (record.full_correct, record.best_correct,
+            record.full_correct and record.best_correct and record.best_length < num_layers)
+
+
+def agreement(asked: Measured, reference: Measured, num_layers: int) -> dict[str, Any]:
+    mine, theirs = decisions(asked), decisions(reference)
+    common = sorted(set(mine) & set(theirs))
+    docs = sorted(reference.records)
+    return {
+        "same": sum(mine[k] == theirs[k] for k in common), "common": len(common),
+        "best": sum(asked.records[d].best_chain == reference.records[d].best_chain
+                    for d in docs),
+        "findings": sum(findings(asked.records[d], num_layers)
+                        == findings(reference.records[d], num_layers) for d in docs),
+        "samples": len(docs),
+    }
+
+
+def agreement_line(label: str, reference: str, found: dict[str, Any]) -> str:
+    share = 100.0 * found["same"] / found["common"] if found["common"] else float("nan")
+    return (f"{label} against {reference}: {found['same']}/{found['common']} common "
+            f"evaluations with the same decision ({share:.2f}%), {found['best']}/"
+            f"{found['samples']} samples with the same best chain, {found['findings']}/"
+            f"{found['samples']} with the same findings")
+
+
+def configs(parallel: int, numerics: str) -> list[Config]:
+    rows = [Config("naive", False), Config("exact W=1", True)]
+    if parallel > 1:
+        rows.append(Config(f"exact W={parallel}", True, "exact", parallel))
+    if numerics != "exact":
+        rows.append(Config(f"{numerics} W={parallel}", True, numerics, parallel))
+    return rows
+
+
+def search(lm, samples, args) -> None:
+    if samples[0][0].request_type == "generate_until":
+        print(f"generation kwargs: {samples[0][0].args[1]}")
+    searcher_args = ({"protocol": args.protocol} if args.protocol else {})
+    # the model's setting, wherever its config keeps it
+    search_batch = args.search_batch or getattr(getattr(lm.cola, "engine", lm.cola),
+                                                "search_batch", 16)
+    measured = []
+    rows = configs(args.parallel, args.numerics)
+    for config in rows:
+        measured.append(run_config(lm, samples, config, args.budget, search_batch,
+                                   searcher_args, args.generation_kv_bytes,
+                                   args.profile if config is rows[-1] else 0))
+    naive = measured[0]
+    rate = {m.config.label: m.evaluations / m.wall for m in measured}
+    print(f"\nmcts {searcher_args or '(default space)'}, budget {args.budget}, "
+          f"{len(samples)} samples, search_batch {search_batch} (fast rows)")
+    print("| path | wall s | cpu s | evaluations | eval/s | speed-up (wall) | token-layers "
+          "| rows per layer call |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for m in measured:
+        rows_text = f"{m.rows_per_call:.1f}" if m.rows_per_call is not None else "-"
+        print(f"| {m.config.label} | {m.wall:.1f} | {m.cpu:.1f} | {m.evaluations} | "
+              f"{rate[m.config.label]:.2f} | {rate[m.config.label] / rate['naive']:.2f}x | "
+              f"{m.token_layers:,} | {rows_text} |")
+    for m in measured:
+        for note in m.notes:
+            print(f"{m.config.label}: {note}")
+    layers = lm.num_layers
+    print(agreement_line("exact W=1", "naive", agreement(measured[1], naive, layers)))
+    asked = measured[-1]
+    reference = naive if asked.config.numerics == "exact" else measured[-2]
+    found = agreement(asked, reference, layers)
+    if asked is not measured[1]:
+        print(agreement_line(asked.config.label, reference.config.label, found))
+    print(f"speed-up: {rate[asked.config.label] / rate['naive']:.2f}x "
+          f"({asked.config.label} against naive, evaluations/s wall; cpu "
+          f"{(asked.evaluations / asked.cpu) / (naive.evaluations / naive.cpu):.2f}x)")
+    share = 100.0 * found["same"] / found["common"] if found["common"] else float("nan")
+    print(f"decision agreement: {share:.2f}% ({found['same']}/{found['common']} evaluations "
+          f"against {reference.config.label}; same best chain {found['best']}/"
+          f"{found['samples']}, same findings {found['findings']}/{found['samples']})")
 
 
 def fixed_chain_times(lm, samples, depths, repeats: int = 5, together: bool = True):
@@ -164,88 +333,6 @@ def identity_vs_hf(lm, samples, repeats: int = 3) -> tuple[float, float]:
     return plain, chained
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="arc_challenge")
-    parser.add_argument("--limit", type=int, default=20)
-    parser.add_argument("--budget", type=int, default=40)
-    parser.add_argument("--search_batch", type=int, default=None,
-                        help="samples searched side by side on the fast path (default: the "
-                             "model's, see docs/performance.md)")
-    parser.add_argument("--model_args", default="", help="e.g. pretrained=...,dtype=bfloat16")
-    parser.add_argument("--max_gen_toks", type=int, default=None,
-                        help="cap the generation task's max_gen_toks (default: the task's)")
-    parser.add_argument("--generation_kv_bytes", type=int, default=None,
-                        help="KV bytes of the rows decoding at once (default: the model's)")
-    parser.add_argument("--profile", type=int, default=0,
-                        help="print the fast search's N costliest functions (cProfile)")
-    parser.add_argument("--parts", default="search,fixed,identity",
-                        help="what to measure: search (naive vs fast), fixed (cost vs depth), "
-                             "identity (identity chain vs plain hf)")
-    parser.add_argument("--data_dir", default=os.environ.get("COLA_DATA_DIR"),
-                        help="local benchmark data (default: $COLA_DATA_DIR)")
-    args = parser.parse_args()
-    if args.data_dir:
-        os.environ["COLA_DATA_DIR"] = os.path.abspath(args.data_dir)
-    from lm_eval_cola.compat.lm_eval_private import parse_model_args
-
-    lm, samples = build(args.task, args.limit, parse_model_args(args.model_args),
-                        args.max_gen_toks)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"torch {torch.__version__}, device {lm.device}, dtype {lm.model.dtype}")
-    print(f"model: {lm.model_label} ({lm.num_layers} layers); task {args.task}, "
-          f"{len(samples)} samples, mcts budget {args.budget}")
-    parts = set(args.parts.split(","))
-    if "search" in parts:
-        search(lm, samples, args.budget, args.search_batch or lm.cola.search_batch,
-               args.generation_kv_bytes, args.profile)
-    if "fixed" in parts and samples[0][0].request_type == "loglikelihood":
-        fixed(lm, samples)
-    if "identity" in parts and samples[0][0].request_type == "loglikelihood":
-        plain, chained = identity_vs_hf(lm, samples)
-        print(f"identity chain vs plain hf (lm-eval's loglikelihood path, "
-              f"{sum(len(s) for s in samples)} requests, best of 3): hf {plain:.2f} s, "
-              f"cola_hf identity {chained:.2f} s, ratio {chained / plain:.3f}")
-
-
-def search(lm, samples, budget: int, search_batch: int, kv_bytes: int | None = None,
-           profile: int = 0) -> None:
-    if samples[0][0].request_type == "generate_until":
-        gen = samples[0][0].args[1]
-        print(f"generation kwargs: {gen}")
-    naive, naive_evals, naive_s, naive_answers, _, naive_cpu = run_search(
-        lm, samples, fast=False, budget=budget)
-    fast, fast_evals, fast_s, fast_answers, stats, fast_cpu = run_search(
-        lm, samples, fast=True, budget=budget, search_batch=search_batch,
-        kv_bytes=kv_bytes, profile=profile)
-    naive_rate, fast_rate = naive_evals / naive_s, fast_evals / fast_s
-    agree = sum(a == b for a, b in zip(naive, fast, strict=True))
-    print(f"naive: {naive_evals} evaluations in {naive_s:.1f} s = {naive_rate:.3f} eval/s")
-    print(f"fast:  {fast_evals} evaluations in {fast_s:.1f} s = {fast_rate:.3f} eval/s "
-          f"({search_batch} samples side by side)")
-    print(f"speed-up: {fast_rate / naive_rate:.2f}x wall; "
-          f"{(fast_evals / fast_cpu) / (naive_evals / naive_cpu):.2f}x in cpu seconds "
-          f"(naive {naive_cpu:.1f} s, fast {fast_cpu:.1f} s: the fairer figure on a busy machine)")
-    print(f"agreement: {agree}/{len(samples)} samples with the same best chain and decisions")
-    common = sorted(set(naive_answers) & set(fast_answers))
-    same = sum(naive_answers[k] == fast_answers[k] for k in common)
-    print(f"answers: {same}/{len(common)} chains evaluated by both runs gave the same answer")
-    if stats.steps:
-        print(f"decoding: {stats.steps} batched steps, {stats.rows} rows, mean "
-              f"{stats.row_steps / stats.steps:.1f} rows a step (max {stats.max_rows}), "
-              f"{stats.tokens} tokens generated ({stats.tokens_from_drafts} from drafts), "
-              f"{stats.fed_tokens / stats.steps:.1f} tokens fed a step")
-    if stats.layer_calls:
-        print(f"layer calls: {stats.layer_calls} ({stats.layer_calls / stats.steps:.1f} a step), "
-              f"{stats.call_tokens / stats.layer_calls:.1f} real tokens a call, "
-              f"{stats.padded_tokens / stats.layer_calls:.1f} computed with padding")
-    if stats.token_layers:
-        print(f"work: {stats.token_layers:,} token-layers computed (padding, prompts and "
-              f"rejected guesses included) against {stats.alone_token_layers:,} for generate "
-              f"alone on the same rows: {stats.alone_token_layers / stats.token_layers:.2f}x "
-              f"less arithmetic in the decoder layers")
-
-
 def fixed(lm, samples) -> None:
     total = lm.num_layers
     depths = [total // 2, (3 * total) // 4, total, (3 * total) // 2]
@@ -259,6 +346,60 @@ def fixed(lm, samples) -> None:
         print(f"| {depth} | {depth / total:.2f} | {batched[depth]:.4f} | "
               f"{batched[depth] / batched[total]:.3f} | {alone[depth]:.4f} | "
               f"{alone[depth] / alone[total]:.3f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="arc_challenge")
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--budget", type=int, default=40)
+    parser.add_argument("--parallel", type=int, default=8,
+                        help="W: chains a sample asks at once in the last rows (mcts parallel=)")
+    parser.add_argument("--numerics", choices=("exact", "fast"), default="fast",
+                        help="numerics of the last row (the configuration asked)")
+    parser.add_argument("--protocol", default=None,
+                        help="mcts protocol preset, e.g. cola (the paper's action space); "
+                             "--budget still sets the budget")
+    parser.add_argument("--search_batch", type=int, default=None,
+                        help="samples searched side by side on the fast path (default: the "
+                             "model's, see docs/performance.md)")
+    parser.add_argument("--model_args", default="", help="e.g. pretrained=...,dtype=bfloat16")
+    parser.add_argument("--max_gen_toks", type=int, default=None,
+                        help="cap the generation task's max_gen_toks (default: the task's)")
+    parser.add_argument("--generation_kv_bytes", type=int, default=None,
+                        help="KV bytes of the rows decoding at once (default: the model's)")
+    parser.add_argument("--profile", type=int, default=0,
+                        help="print the asked configuration's N costliest functions (cProfile)")
+    parser.add_argument("--parts", default="search",
+                        help="what to measure: search (the rows above), fixed (cost vs depth), "
+                             "identity (identity chain vs plain hf), comma-separated")
+    parser.add_argument("--data_dir", default=os.environ.get("COLA_DATA_DIR"),
+                        help="local benchmark data (default: $COLA_DATA_DIR)")
+    args = parser.parse_args()
+    if args.parallel < 1:
+        parser.error("--parallel must be >= 1")
+    if args.data_dir:
+        os.environ["COLA_DATA_DIR"] = os.path.abspath(args.data_dir)
+    # no records file is the point here: the driver's warning about it is noise
+    logging.getLogger("lm_eval_cola.search.driver").setLevel(logging.ERROR)
+    from lm_eval_cola.compat.lm_eval_private import parse_model_args
+
+    lm, samples = build(args.task, args.limit, parse_model_args(args.model_args),
+                        args.max_gen_toks)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+          f"torch {torch.__version__}, device {lm.device}, dtype {lm.model.dtype}")
+    print(f"model: {lm.model_label} ({lm.num_layers} layers); task {args.task}, "
+          f"{len(samples)} samples, mcts budget {args.budget}")
+    parts = set(args.parts.split(","))
+    if "search" in parts:
+        search(lm, samples, args)
+    if "fixed" in parts and samples[0][0].request_type == "loglikelihood":
+        fixed(lm, samples)
+    if "identity" in parts and samples[0][0].request_type == "loglikelihood":
+        plain, chained = identity_vs_hf(lm, samples)
+        print(f"identity chain vs plain hf (lm-eval's loglikelihood path, "
+              f"{sum(len(s) for s in samples)} requests, best of 3): hf {plain:.2f} s, "
+              f"cola_hf identity {chained:.2f} s, ratio {chained / plain:.3f}")
 
 
 if __name__ == "__main__":

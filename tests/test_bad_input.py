@@ -15,15 +15,9 @@ import pytest
 
 from lm_eval_cola.errors import UserError
 from tests.support import cli_helpers as cli
+from tests.support.record_rows import RECORD
 
 pytestmark = pytest.mark.tiny
-
-RECORD = {
-    "task": "arc_challenge", "doc_id": 0, "doc_hash": "h", "searcher": "mcts", "settings": {},
-    "seed": 1, "full_correct": True, "best_chain": "0-3", "best_length": 4,
-    "best_correct": True, "num_layers": 4, "evaluations": 1, "seconds": 0.1,
-    "responses": [[-1.0, True]],
-}
 
 
 @pytest.fixture()

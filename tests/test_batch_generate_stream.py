@@ -1,40 +1,15 @@
 """The streaming scheduler (``scheduler.run_searches`` with a ``Stream``): a search goes on
 as soon as its own asks are answered, gets exactly its own answers, the width bounds the
-searches in flight, and the seconds add up."""
+searches in flight (the seconds on a fake clock: test_scheduler.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from lm_eval_cola.search.scheduler import Stream, run_searches
-from tests.test_scheduler import Chained, expected
+from tests.support.scheduler_fakes import Chained, SlowStream, expected
 
 pytestmark = pytest.mark.quick
-
-
-class SlowStream:
-    """Answers each submission ``ask % 3 + 1`` steps after it came (answer 2*ask + 1)."""
-
-    def __init__(self) -> None:
-        self.waiting: dict[int, tuple[int, list[int]]] = {}
-        self.in_flight_max = 0
-        self.steps = 0
-
-    def submit(self, tag, asks):
-        assert tag not in self.waiting
-        self.waiting[tag] = (max(a % 3 for a in asks) + 1, asks)
-        self.in_flight_max = max(self.in_flight_max, len(self.waiting))
-
-    def step(self):
-        self.steps += 1
-        done = []
-        for tag, (left, asks) in list(self.waiting.items()):
-            if left == 1:
-                del self.waiting[tag]
-                done.append((tag, [2 * a + 1 for a in asks]))
-            else:
-                self.waiting[tag] = (left - 1, asks)
-        return done
 
 
 @pytest.mark.parametrize("width", [1, 2, 5])

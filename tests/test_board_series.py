@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from lm_eval_cola.reports import build_board, read_run_file, to_markdown, write_board
+from lm_eval_cola.reports import build_board, read_run_file, write_board
 from lm_eval_cola.reports.plots import SERIES_STYLE, depth_points
-from lm_eval_cola.reports.render import ORACLE_HEADING, plot_series
+from lm_eval_cola.reports.render import plot_series
 from lm_eval_cola.reports.runs import (
     FULL_MODEL,
     ORACLE,
@@ -23,12 +23,14 @@ from lm_eval_cola.reports.runs import (
     STATIC_CHAIN,
     series_kind,
 )
+from tests.support.board_checks import check_oracle_rows_in_their_own_table
 from tests.support.reports_fixtures import (
     MAIN_METRIC,
     NUM_LAYERS,
     PRETRAINED,
     TASKS,
     load,
+    one_task_part,
     write_run,
 )
 
@@ -169,12 +171,7 @@ def test_oracle_and_deployable_rows_never_share_a_ranked_table(runs):
     oracle_head, oracle_body = board_table(board, oracle=True)
     assert "Kind" not in oracle_head and [c[1][0] for c in oracle_body] == ["mcts"]
 
-    lines = to_markdown(board).splitlines()
-    oracle_from = lines.index(f"### {ORACLE_HEADING}")
-    for row in board.rows:
-        (number,) = [n for n, ln in enumerate(lines)
-                     if ln.startswith(f"| {row.model} | {row.variant} |")]
-        assert (number > oracle_from) == row.oracle
+    check_oracle_rows_in_their_own_table(board)
 
 
 def test_no_executed_depth_column_without_a_router(tmp_path):
@@ -257,11 +254,8 @@ def test_a_router_split_over_files_keeps_each_tasks_executed_depth(tmp_path):
     first = router_run(tmp_path, 0)
     data = load(first)
     for number, task in enumerate(TASKS):
-        part = json.loads(json.dumps(data))
-        part["results"] = {task: data["results"][task]}
-        part["n-samples"] = {task: data["n-samples"][task]}
+        part = one_task_part(data, task, number)
         part["config"]["cola_executed_depth_ratio"] = 0.9 + number / 100
-        part["date"] = data["date"] + number
         (first.parent / f"results_{number + 1:04d}.json").write_text(json.dumps(part))
     first.unlink()
     (row,) = build_board([tmp_path]).rows

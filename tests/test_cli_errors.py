@@ -12,15 +12,11 @@ from pathlib import Path
 import pytest
 
 from lm_eval_cola.cli import main
+from tests.support.record_rows import RECORD as RECORD_ROW
 
 pytestmark = pytest.mark.quick
 
-RECORD = {
-    "task": "arc_challenge", "doc_id": 0, "doc_hash": "h", "searcher": "mcts", "settings": {},
-    "seed": 1, "full_correct": True, "best_chain": "0-3", "best_length": 4,
-    "best_correct": True, "num_layers": 4, "evaluations": 1, "seconds": 0.1,
-    "responses": [[-1.0, True]], "request_type": "loglikelihood",
-}
+RECORD = {**RECORD_ROW, "request_type": "loglikelihood"}
 
 
 def fails_with_one_line(capsys, argv: list[str], *needles: str) -> str:

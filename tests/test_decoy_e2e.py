@@ -10,6 +10,7 @@ import os
 import pytest
 
 from lm_eval_cola.search.decoy import ONLY_FULL, Decoy, draw_decoy
+from tests.support.lm_eval_setup import install_cola
 
 pytestmark = [
     pytest.mark.tiny,
@@ -21,18 +22,7 @@ NAN = float("nan")
 
 @pytest.fixture(scope="module", autouse=True)
 def hooks_installed():
-    from lm_eval_cola.compat import hooks, local_data
-
-    local_data.install()
-    hooks.install_evaluator_hook()
-    import lm_eval_cola.harness.models  # noqa: F401
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from tests.support.tiny_models import save_tiny_model
-
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "llama")
+    install_cola()
 
 
 def evaluate(model: str, model_args: str, task: str, limit: int) -> dict:
@@ -46,12 +36,12 @@ def rows(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_piqa_wrong_samples_have_no_decoy_and_say_why(tiny_dir, tmp_path):
+def test_piqa_wrong_samples_have_no_decoy_and_say_why(tiny_llama_dir, tmp_path):
     """Two choices: a wrong sample's only wrong answer is the full chain's own, so it has no
     decoy (nothing searched, the reason on record); a right sample's decoy is the other
     choice, and the full chain never counts as reaching it."""
     records = tmp_path / "piqa.jsonl"
-    evaluate("cola_mcts", f"pretrained={tiny_dir},device=cpu,budget=4,control=decoy,"
+    evaluate("cola_mcts", f"pretrained={tiny_llama_dir},device=cpu,budget=4,control=decoy,"
              f"record_chains=all,records={records}", "piqa", 4)
     found = rows(records)
     golds = [json.loads(line)["label"] for line in open(
@@ -68,8 +58,8 @@ def test_piqa_wrong_samples_have_no_decoy_and_say_why(tiny_dir, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["cola_hf", "cola_mcts"])
-def test_a_non_finite_full_chain_is_judged_as_lm_eval_judges_it(tiny_dir, tmp_path,
-                                                                monkeypatch, model):
+def test_a_non_finite_full_chain_is_judged_as_lm_eval_judges_it(tiny_llama_dir, tmp_path,
+                                                                      monkeypatch, model):
     """Every full chain overflows (NaN log-likelihoods, injected): lm-eval's acc takes the
     argmax of NaNs, choice 0, so it counts the samples whose gold is 0 right. The records
     and the run's summary count the same, and the full chain is on record as not finite."""
@@ -85,7 +75,7 @@ def test_a_non_finite_full_chain_is_judged_as_lm_eval_judges_it(tiny_dir, tmp_pa
     monkeypatch.setattr(runner, "evaluate_many", overflowing)
     records = tmp_path / "nan.jsonl"
     extra = "searcher=none" if model == "cola_hf" else "budget=3"
-    results = evaluate(model, f"pretrained={tiny_dir},device=cpu,{extra},records={records}",
+    results = evaluate(model, f"pretrained={tiny_llama_dir},device=cpu,{extra},records={records}",
                        "piqa", 4)
     found = {r["doc_id"]: r for r in rows(records)}
     summary = results["config"]["cola_summary"]

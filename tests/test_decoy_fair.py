@@ -26,7 +26,7 @@ from lm_eval_cola.search.judge import Judgement, TaskJudge
 from lm_eval_cola.search.searchers import Outcome, get_searcher
 from lm_eval_cola.tasks.arc import arc_doc_to_target, arc_process_results
 from lm_eval_cola.tasks.dart import dart_doc_to_target, dart_process_results
-from tests.test_decoy import NAN, FakeChoiceTask, pairs
+from tests.support.fake_tasks import NAN, FakeChoiceTask, pairs
 
 pytestmark = pytest.mark.quick
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import transformers as T
@@ -15,6 +13,7 @@ from lm_eval_cola.engine.apply import (
     find_layers,
 )
 from tests.support.near_tie import assert_same_tokens
+from tests.support.reference_paths import materialized
 from tests.support.tiny_models import tiny_configs, tiny_model
 
 pytestmark = pytest.mark.tiny
@@ -22,22 +21,6 @@ pytestmark = pytest.mark.tiny
 ARCHITECTURES = sorted(tiny_configs())
 # A repeat, skips (layer 0 too), and a reorder with a repeat at the end.
 CHAINS = [(0, 1, 1, 2, 3), (1, 3), (3, 2, 1, 0, 0), (0, 1, 2, 3, 2, 3)]
-
-
-def materialized(model: torch.nn.Module, chain: tuple[int, ...]) -> torch.nn.Module:
-    """An independent reference: a fresh model whose layer p is a copy of layer chain[p]."""
-    config = copy.deepcopy(model.config)
-    types = getattr(config, "layer_types", None)
-    config.num_hidden_layers = len(chain)
-    if types is not None:
-        config.layer_types = [types[i] for i in chain]
-    clone = T.AutoModelForCausalLM.from_config(config).eval()
-    state = {k: v for k, v in model.state_dict().items() if ".layers." not in k}
-    for position, index in enumerate(chain):
-        for key, value in model.model.layers[index].state_dict().items():
-            state[f"model.layers.{position}.{key}"] = value
-    clone.load_state_dict(state, strict=False)
-    return clone
 
 
 def test_every_supported_architecture_has_a_tiny_model():

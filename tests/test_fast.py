@@ -4,37 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from lm_eval_cola.engine.apply import chain_applied
 from lm_eval_cola.engine.fast import PAD_MULTIPLE, PrefixStore, SampleScorer, pack, score_many
+from tests.support.reference_paths import plain_scores, sample_pairs, varied_pairs
 from tests.support.tiny_models import tiny_configs, tiny_model
 
 pytestmark = pytest.mark.tiny
 
 CHAINS = [(0, 1, 2, 3), (0, 1, 1, 2, 3), (0, 1, 2), (1, 3), (0, 1, 1, 2), (3, 2, 1, 0)]
-
-
-def plain_scores(model, pairs, chain):
-    """One full forward per request with full logits, as lm-eval scores a request."""
-    out = []
-    with chain_applied(model, chain), torch.no_grad():
-        for context, continuation in pairs:
-            inputs = torch.tensor([(context + continuation)[:-1]])
-            logprobs = F.log_softmax(model(inputs).logits[0].float(), dim=-1)
-            rows = logprobs[inputs.shape[1] - len(continuation):]
-            targets = torch.tensor(continuation)
-            ll = rows[torch.arange(len(continuation)), targets].sum().item()
-            out.append((ll, bool((rows.argmax(-1) == targets).all())))
-    return out
-
-
-def sample_pairs(seed: int):
-    g = torch.Generator().manual_seed(seed)
-    context = torch.randint(3, 128, (9,), generator=g).tolist()
-    # Three choices after one context, and one request whose context differs at the end.
-    return [(context, [5, 6, 7]), (context, [8]), (context, [9, 10]),
-            (context[:-2], context[-2:] + [11])]
 
 
 @pytest.mark.parametrize("kind", sorted(tiny_configs()))
@@ -54,12 +31,6 @@ def test_fast_scores_equal_plain_scores(kind):
             assert a == pytest.approx(b, abs=1e-4)
     # Prefix reuse ran fewer layers than the chains hold.
     assert scorer.layers_run < sum(len(c) for c in CHAINS)
-
-
-def varied_pairs(seed: int, context_length: int):
-    g = torch.Generator().manual_seed(seed)
-    context = torch.randint(3, 128, (context_length,), generator=g).tolist()
-    return [(context, [5, 6, 7]), (context, [8]), (context, [9, 10])]
 
 
 @pytest.mark.parametrize("kind", sorted(tiny_configs()))

@@ -9,7 +9,8 @@ import torch
 from lm_eval_cola.engine.apply import chain_applied
 from lm_eval_cola.engine.fast_generate import SampleGenerator
 from tests.support.near_tie import assert_same_tokens
-from tests.support.tiny_models import tiny_configs, tiny_tokenizer
+from tests.support.reference_paths import generation_model, plain_generate, reference_logits
+from tests.support.tiny_models import tiny_tokenizer
 
 pytestmark = pytest.mark.tiny
 
@@ -22,34 +23,6 @@ KINDS = ["llama", "mistral", "qwen2", "qwen3_moe", "gemma2", "gemma3_text", "phi
 @pytest.fixture(scope="module")
 def tokenizer():
     return tiny_tokenizer()
-
-
-def generation_model(kind: str, vocab: int, seed: int = 0):
-    import transformers as T
-
-    config = tiny_configs()[kind]
-    config.vocab_size = vocab
-    config.initializer_range = 0.5  # peaked logits: answers depend on the chain
-    if getattr(config, "sliding_window", None):
-        config.sliding_window = 200  # longer than prompt + answer: the fast path applies
-    torch.manual_seed(seed)
-    return T.AutoModelForCausalLM.from_config(config).eval()
-
-
-def reference_logits(model, chain):
-    """The plain model's next-token logits under ``chain``: the reference for near-ties."""
-    def next_logits(prefix: list[int]) -> torch.Tensor:
-        with chain_applied(model, chain):
-            return model(torch.tensor([prefix])).logits[0, -1]
-    return next_logits
-
-
-def plain_generate(model, tokenizer, context, max_length, stop):
-    from lm_eval.models.utils_hf import stop_sequences_criteria
-
-    criteria = stop_sequences_criteria(tokenizer, stop, context.shape[1], 1)
-    return model.generate(input_ids=context, max_length=max_length, stopping_criteria=criteria,
-                          do_sample=False, pad_token_id=0, use_cache=True)
 
 
 @pytest.mark.parametrize("kind", KINDS)

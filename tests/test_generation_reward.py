@@ -18,6 +18,7 @@ from lm_eval_cola.engine.teacher_forced import FORCE_STATS, ForcedResponses
 from lm_eval_cola.search.decoy import Decoy, judge_decoy
 from lm_eval_cola.search.forced_text import EDGE, forced_continuation, likelihood_margin
 from lm_eval_cola.search.judge import TaskJudge
+from tests.support.lm_eval_setup import install_cola
 
 pytestmark = pytest.mark.tiny
 
@@ -34,7 +35,7 @@ def hf_mean_loglikelihood(lm, chain, context, text):
     from lm_eval.models.huggingface import HFLM
 
     from lm_eval_cola.compat.lm_eval_private import encode_pair
-    from tests.test_engine import materialized
+    from tests.support.reference_paths import materialized
 
     reference = HFLM(pretrained=materialized(lm.model, chain), tokenizer=lm.tokenizer,
                      device="cpu", batch_size=1)
@@ -221,11 +222,7 @@ def test_a_graded_generation_search_records_graded_scores(tiny_llama_dir, tmp_pa
     reward=correct runs no teacher-forced pass and records 0/1."""
     import lm_eval
 
-    from lm_eval_cola.compat import hooks, local_data
-
-    local_data.install()
-    hooks.install_evaluator_hook()
-    import lm_eval_cola.harness.models  # noqa: F401
+    install_cola()
 
     rows = {}
     for reward in ("graded", "correct"):

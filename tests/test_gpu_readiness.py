@@ -14,10 +14,10 @@ import torch
 from lm_eval_cola.engine import architectures, fast
 from lm_eval_cola.engine.apply import architecture_of, chain_applied
 from lm_eval_cola.engine.fast import PAD_MULTIPLE, SampleScorer, head_chunk_rows, pack, score_many
-from lm_eval_cola.harness.ranks import launch_ranks
+from lm_eval_cola.harness.ranks import adopt_launch_ranks, launch_ranks
 from lm_eval_cola.search.driver import records_path
+from tests.support.reference_paths import plain_scores, sample_pairs, varied_pairs
 from tests.support.tiny_models import tiny_configs, tiny_model
-from tests.test_fast import plain_scores, sample_pairs, varied_pairs
 
 pytestmark = pytest.mark.tiny
 
@@ -135,7 +135,7 @@ def test_one_gpu_per_process_gets_the_launch_ranks(monkeypatch):
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
     lms = [_launched_lm(0, 1, _accelerator(r, 4, 0)) for r in range(4)]
     for lm in lms:
-        lm._adopt_launch_ranks()
+        adopt_launch_ranks(lm)
     assert [(lm.rank, lm.world_size) for lm in lms] == [(r, 4) for r in range(4)]
 
 
@@ -147,7 +147,7 @@ def test_two_nodes_name_records_by_global_rank(monkeypatch, tmp_path):
     for node in range(2):
         for local in range(2):
             lm = _launched_lm(local, 4, _accelerator(2 * node + local, 4, local))
-            lm._adopt_launch_ranks()
+            adopt_launch_ranks(lm)
             names.add(records_path(None, str(tmp_path), "mcts", "abc", lm.rank, lm.world_size))
     assert len(names) == 4
 
@@ -217,22 +217,9 @@ def test_split_model_fast_scores_equal_plain(devices):
         for sample_pairs_, chain, scores in zip((varied_pairs(s, n) for s, n in
                                                  enumerate((5, 9, 20))), chains, got,
                                                 strict=True):
-            want = _plain_on(model, sample_pairs_, chain, first)
+            want = plain_scores(model, sample_pairs_, chain, first)
             assert [g for _, g in scores] == [g for _, g in want]
             assert [s for s, _ in scores] == pytest.approx([s for s, _ in want], abs=1e-4)
-
-
-def _plain_on(model, pairs, chain, device):
-    out = []
-    with chain_applied(model, chain), torch.no_grad():
-        for context, continuation in pairs:
-            inputs = torch.tensor([(context + continuation)[:-1]], device=device)
-            logprobs = torch.log_softmax(model(inputs).logits[0].float(), dim=-1).cpu()
-            rows = logprobs[inputs.shape[1] - len(continuation):]
-            targets = torch.tensor(continuation)
-            ll = rows[torch.arange(len(continuation)), targets].sum().item()
-            out.append((ll, bool((rows.argmax(-1) == targets).all())))
-    return out
 
 
 @pytest.mark.parametrize("devices", DEVICE_PAIRS, ids="-".join)
@@ -241,8 +228,12 @@ def test_split_model_batched_generation_equals_generate(devices):
     on a split model equal its own ``generate``, chain by chain."""
     from lm_eval_cola.engine.fast_generate import SampleGenerator, generate_many
     from tests.support.near_tie import assert_same_tokens
+    from tests.support.reference_paths import (
+        generation_model,
+        plain_generate,
+        reference_logits,
+    )
     from tests.support.tiny_models import tiny_tokenizer
-    from tests.test_fast_generate import generation_model, plain_generate, reference_logits
 
     first, second = (torch.device(d) for d in devices)
     tokenizer = tiny_tokenizer()

@@ -18,33 +18,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.board_checks import check_rows, check_written, counts, source_of
-from tests.support.reports_browser import Browser, find_browser, page_url
+from tests.support.board_checks import TASKS, check_rows
+from tests.support.lm_eval_setup import install_cola
 
 pytestmark = [pytest.mark.tiny, pytest.mark.skipif(
     not os.environ.get("COLA_DATA_DIR"), reason="needs COLA_DATA_DIR (local benchmark data)"
 )]
 
 REPO = Path(__file__).resolve().parents[1]
-TASKS = ["arc_challenge", "gsm8k"]
-MAIN_METRIC = {"arc_challenge": "acc,none", "gsm8k": "exact_match,strict-match"}
 VARIANTS = ["none", "random", "greedy", "mcts", "chain:0+2-3"]
 LM_EVAL_MODEL = {"none": "cola_hf", "random": "cola_random", "greedy": "cola_greedy",
                  "mcts": "cola_mcts", "chain:0+2-3": "cola_hf", "hf": "hf"}
 LIMIT, BUDGET = 3, 4
 # Short generations keep gsm8k fast on the tiny model (its prompts need no few-shot here).
 EVAL = {"num_fewshot": 0, "gen_kwargs": "max_gen_toks=8"}
-PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def hooks_installed():
-    # The .pth start-up hook does this when the package is installed; be explicit here.
-    from lm_eval_cola.compat import hooks, local_data
-
-    local_data.install()
-    hooks.install_evaluator_hook()
-    import lm_eval_cola.harness.models  # noqa: F401
+    install_cola()
 
 
 @pytest.fixture(scope="module")
@@ -156,21 +148,17 @@ def test_compare_rejects_bad_variants(tmp_path):
 # ---------------------------------------------------------------------------- the table
 
 
-def test_table_numbers_equal_those_in_the_inputs(runs):
+def test_the_board_of_compare_runs_says_what_their_files_say(runs):
+    """The files as compare and lm-eval wrote them: every number as in the files, and each
+    row's kind, oracle flag and lm-eval model from what the run wrote. The same rules on
+    fixture files, and the tables' layout, are in test_reports.py."""
     from lm_eval_cola.reports import build_board
 
-    board = build_board([runs["cmp"], runs["base"]])
+    board = build_board([runs["base"], runs["cmp"]])
     assert not board.errors and not board.warnings
     assert board.tasks == TASKS
     assert len(board.rows) == len(VARIANTS) + 1
     check_rows(board, LIMIT)
-
-
-def test_mixed_hf_and_cola_rows(runs):
-    from lm_eval_cola.reports import build_board, to_markdown
-    from lm_eval_cola.reports.render import ORACLE_HEADING
-
-    board = build_board([runs["base"], runs["cmp"]])
     kinds = {r.variant: (r.kind, r.oracle, r.lm_eval_model) for r in board.rows}
     assert kinds == {
         "hf": ("plain", False, "hf"), "none": ("search", False, "cola_hf"),
@@ -178,91 +166,6 @@ def test_mixed_hf_and_cola_rows(runs):
         "mcts": ("search", True, "cola_mcts"), "chain 0+2-3": ("chain", False, "cola_hf"),
     }
     assert len({r.model for r in board.rows}) == 1  # one model, whichever its lm-eval model
-    lines = to_markdown(board).splitlines()
-    oracle_from = lines.index(f"### {ORACLE_HEADING}")
-    for row in board.rows:
-        (number,) = [n for n, ln in enumerate(lines)
-                     if ln.startswith(f"| {row.model} | {row.variant} |")]
-        assert (number > oracle_from) == row.oracle  # oracle rows only in their own table
-
-
-def test_outputs_csv_markdown_html_and_plots(runs, tmp_path):
-    from lm_eval_cola.reports import build_board, write_board
-
-    board = build_board([runs["cmp"], runs["base"]])
-    paths = write_board(board, tmp_path / "board")
-    check_written(board, paths, LIMIT, tables=3)
-    check_renders(paths, board)
-
-
-def check_renders(paths: dict, board) -> None:
-    """The page in headless Chromium, when one is installed (``test_reports_browser.py``
-    checks sorting on fixture runs): every row drawn, every plot loaded."""
-    executable = find_browser()
-    if executable is None:
-        return
-    with Browser(executable) as browser:
-        browser.open(page_url(paths["html"]))
-        drawn = browser.evaluate(
-            "Array.from(document.querySelectorAll('#board tbody tr, #oracle-board tbody tr'))"
-            ".filter(function (r) { return r.getBoundingClientRect().height > 0; }).length")
-        assert drawn == len(board.rows)
-        widths = browser.evaluate("Array.from(document.images).map(i => i.naturalWidth)")
-        assert len(widths) == len(paths["plots"]) and all(w > 0 for w in widths)
-        assert browser.console_errors() == []
-
-
-# ---------------------------------------------------------------------------- merging
-
-
-def test_files_of_one_run_with_disjoint_tasks_merge_into_one_row(runs, tmp_path):
-    """A run split over two results files (one task each) gives the row of the whole run."""
-    from lm_eval_cola.reports import build_board, combine_summaries
-    from lm_eval_cola.results.summary import Summary
-
-    whole = build_board([runs["cmp"] / "mcts"]).rows[0]
-    data = source_of(whole)
-    folder = tmp_path / "split" / results_file(runs["cmp"] / "mcts").parent.name
-    folder.mkdir(parents=True)
-    for record_file in (runs["cmp"] / "mcts").rglob("cola-records_*.jsonl"):
-        shutil.copy(record_file, folder)
-    for number, task in enumerate(TASKS):
-        part = json.loads(json.dumps(data))
-        part["results"] = {task: data["results"][task]}
-        part["n-samples"] = {task: data["n-samples"][task]}
-        part["date"] = data["date"] + number
-        mine = [r for r in whole.records if r.task == task]
-        part["config"]["cola_summary"] = Summary.from_records(mine).as_dict()
-        part["config"]["cola_records"] = str(folder / Path(data["config"]["cola_records"]).name)
-        (folder / f"results_{number}.json").write_text(json.dumps(part))
-    (row,) = build_board([tmp_path / "split"]).rows
-    assert row.scores == whole.scores
-    assert counts(row.summary) == counts(whole.summary)  # the files' exact counts, merged
-    assert counts(Summary.from_records(row.records)) == counts(whole.summary)
-    for record_file in folder.glob("cola-records_*.jsonl"):
-        record_file.unlink()
-    (row,) = build_board([tmp_path / "split"]).rows
-    assert counts(row.summary) == counts(whole.summary) and row.records == []
-    # files written before summaries had exact sums, and no records: the two files'
-    # counts and rounded means add up to the same findings
-    old = ("oracle", "num_layers", "total_best_length", "total_evaluations", "oracle_correct")
-    parts = []
-    for path in sorted(folder.glob("results_*.json")):
-        data = load(path)
-        for key in old:
-            data["config"]["cola_summary"].pop(key)
-        path.write_text(json.dumps(data))
-        parts.append(data["config"]["cola_summary"])
-    combined = combine_summaries(parts)
-    expected = whole.findings
-    for key in ("samples", "full_chain_right", "right_with_shorter_chain", "full_chain_wrong",
-                "wrong_fixed_by_some_chain", "shorter_when_right", "fixed_when_wrong",
-                "oracle_accuracy", "full_chain_accuracy"):
-        assert combined[key] == expected[key]
-    for key in ("mean_depth_ratio", "mean_evaluations"):
-        assert combined[key] == pytest.approx(expected[key], abs=2e-4)
-    (row,) = build_board([tmp_path / "split"]).rows
-    assert row.summary is None and row.legacy_summary == combined
 
 
 def test_the_table_rebuilds_from_moved_files_without_torch_or_lm_eval(runs, tmp_path):

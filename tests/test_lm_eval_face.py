@@ -11,6 +11,7 @@ import re
 import pytest
 
 from tests.support import cli_helpers as cli
+from tests.support.lm_eval_setup import install_cola
 
 pytestmark = [
     pytest.mark.tiny,
@@ -21,11 +22,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module", autouse=True)
 def hooks_installed():
-    from lm_eval_cola.compat import hooks, local_data
-
-    local_data.install()
-    hooks.install_evaluator_hook()
-    import lm_eval_cola.harness.models  # noqa: F401
+    install_cola()
 
 
 def read_jsonl(path) -> list[dict]:

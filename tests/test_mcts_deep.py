@@ -37,6 +37,7 @@ from types import SimpleNamespace
 import pytest
 
 from lm_eval_cola.search.searchers import Chain, Outcome, get_searcher, run_search
+from tests.support.fake_tasks import FakeChoiceTask
 
 pytestmark = pytest.mark.quick
 
@@ -98,8 +99,9 @@ def test_deep_mcts_finds_the_planted_chain_where_random_does_not():
     assert deep / 24 - rand / 20 >= 0.6
 
 
-def test_uct_mode_stays_near_the_root():
-    # the old walk, same space and budget: the root's ~570 children come first
+def test_uct_mode_does_not_reach_the_planted_chain():
+    # the old walk, same space and budget: the root's 570 children come first, and outnumber
+    # the budget of 200
     assert found("mcts", range(4), **SPACE) == 0
 
 
@@ -189,29 +191,6 @@ def test_a_budget_below_the_root_scan_is_said_once_and_noted(caplog):
     assert run_search(get_searcher("mcts", protocol="cola", budget=8), planted, L, 0).notes == {}
 
 
-class ChoiceTask:
-    """A multiple-choice task judged as lm-eval judges one: argmax of the log-likelihoods."""
-
-    OUTPUT_TYPE = "multiple_choice"
-    multiple_input = False
-    _filters: list = []
-
-    def __init__(self) -> None:
-        self.config = SimpleNamespace(task="fake_mc", metric_list=[{"metric": "acc"}],
-                                      doc_to_choice="choices")
-        self._metric_fn_list = {"acc": None}
-
-    def doc_to_choice(self, doc):
-        return doc["choices"]
-
-    def doc_to_target(self, doc):
-        return doc["gold"]
-
-    def process_results(self, doc, results):
-        lls = [float(r[0]) for r in results]
-        return {"acc": float(lls.index(max(lls)) == doc["gold"])}
-
-
 def record_of(protocol: str):
     """The record of one 6-layer multiple-choice sample searched by mcts under `protocol`
     at budget 8 (a longer chain scores lower; the gold is the first choice)."""
@@ -225,7 +204,7 @@ def record_of(protocol: str):
                      searcher=get_searcher("mcts", protocol=protocol, budget=8), seed=3,
                      keep_correct=5, dtype="float32")
     search = SampleSearch(Sample("fake_mc", 0, requests), "loglikelihood",
-                          TaskJudge(ChoiceTask(), None, None), facts,
+                          TaskJudge(FakeChoiceTask(), None, None), facts,
                           lambda chain: [(-float(len(chain) + i), False) for i in range(3)])
     done = []
     run_searches([lambda: search], lambda asks: [ev(chain) for ev, chain in asks],

@@ -7,26 +7,16 @@ import os
 
 import pytest
 
+from tests.support.lm_eval_setup import install_cola
+
 pytestmark = [pytest.mark.tiny, pytest.mark.skipif(
     not os.environ.get("COLA_DATA_DIR"), reason="needs COLA_DATA_DIR (local benchmark data)"
 )]
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from tests.support.tiny_models import save_tiny_model
-
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "llama")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def hooks_installed():
-    # The .pth start-up hook does this when the package is installed; be explicit here.
-    from lm_eval_cola.compat import hooks, local_data
-
-    local_data.install()
-    hooks.install_evaluator_hook()
-    import lm_eval_cola.harness.models  # noqa: F401
+    install_cola()
 
 
 def evaluate(model, model_args, tasks=("arc_challenge",), limit=4, **kwargs):
@@ -40,9 +30,9 @@ def sample_lls(results, task="arc_challenge"):
     return [[r[0][0] for r in s["resps"]] for s in results["samples"][task]]
 
 
-def test_identity_chain_reproduces_hf(tiny_dir):
-    plain = evaluate("hf", f"pretrained={tiny_dir},device=cpu")
-    cola = evaluate("cola_hf", f"pretrained={tiny_dir},device=cpu,chain=identity")
+def test_identity_chain_reproduces_hf(tiny_llama_dir):
+    plain = evaluate("hf", f"pretrained={tiny_llama_dir},device=cpu")
+    cola = evaluate("cola_hf", f"pretrained={tiny_llama_dir},device=cpu,chain=identity")
     for key in ("acc,none", "acc_norm,none"):
         assert cola["results"]["arc_challenge"][key] == plain["results"]["arc_challenge"][key]
     for a, b in zip(sample_lls(cola), sample_lls(plain), strict=True):
@@ -52,10 +42,11 @@ def test_identity_chain_reproduces_hf(tiny_dir):
     assert config["cola_depth_ratio"] == 1.0
 
 
-def test_a_repeat_and_a_skip_change_the_scores(tiny_dir):
-    plain = sample_lls(evaluate("cola_hf", f"pretrained={tiny_dir},device=cpu"))
+def test_a_repeat_and_a_skip_change_the_scores(tiny_llama_dir):
+    plain = sample_lls(evaluate("cola_hf", f"pretrained={tiny_llama_dir},device=cpu"))
     for chain in ("0-1+1+2-3", "skip:1-2"):
-        changed = sample_lls(evaluate("cola_hf", f"pretrained={tiny_dir},device=cpu,chain={chain}"))
+        changed = sample_lls(evaluate("cola_hf",
+                                      f"pretrained={tiny_llama_dir},device=cpu,chain={chain}"))
         assert max(abs(a - b) for x, y in zip(changed, plain, strict=True)
                    for a, b in zip(x, y, strict=True)) > 1e-3
 
@@ -65,12 +56,13 @@ def read_jsonl(path):
         return [json.loads(line) for line in handle]
 
 
-def test_mcts_records_verify_and_a_forged_chain_fails(tiny_dir, tmp_path):
+def test_mcts_records_verify_and_a_forged_chain_fails(tiny_llama_dir, tmp_path):
     from lm_eval_cola.cli import main
     from lm_eval_cola.cli.verify import verify_records
 
     records = tmp_path / "records.jsonl"
-    results = evaluate("cola_mcts", f"pretrained={tiny_dir},device=cpu,budget=6,records={records}",
+    results = evaluate("cola_mcts",
+                       f"pretrained={tiny_llama_dir},device=cpu,budget=6,records={records}",
                        limit=5)
     rows = read_jsonl(records)
     assert sorted(r["doc_id"] for r in rows) == list(range(5))
@@ -95,7 +87,7 @@ def test_mcts_records_verify_and_a_forged_chain_fails(tiny_dir, tmp_path):
     assert main(["verify", str(forged), "--model_args", "device=cpu"]) == 1
 
 
-def test_samples_side_by_side_give_the_records_of_one_at_a_time(tiny_dir, tmp_path,
+def test_samples_side_by_side_give_the_records_of_one_at_a_time(tiny_llama_dir, tmp_path,
                                                                monkeypatch):
     from lm_eval_cola.engine import fast
 
@@ -110,7 +102,8 @@ def test_samples_side_by_side_give_the_records_of_one_at_a_time(tiny_dir, tmp_pa
     runs = {}
     for width in (1, 4):
         records = tmp_path / f"records_{width}.jsonl"
-        args = f"pretrained={tiny_dir},device=cpu,budget=8,search_batch={width},records={records}"
+        args = (f"pretrained={tiny_llama_dir},device=cpu,budget=8,search_batch={width},"
+                f"records={records}")
         results = evaluate("cola_mcts", args, limit=6)
         rows = {r["doc_id"]: {k: v for k, v in r.items() if k != "seconds"}
                 for r in read_jsonl(records)}
@@ -124,13 +117,13 @@ def test_samples_side_by_side_give_the_records_of_one_at_a_time(tiny_dir, tmp_pa
     assert len(runs[4][0]) == 6
 
 
-def test_a_changed_doc_is_searched_again_and_its_new_record_supersedes(tiny_dir, tmp_path,
+def test_a_changed_doc_is_searched_again_and_its_new_record_supersedes(tiny_llama_dir, tmp_path,
                                                                       caplog):
     from lm_eval_cola.cli.verify import verify_records
     from lm_eval_cola.results.records import latest_per_sample, read_records
 
     records = tmp_path / "records.jsonl"
-    args = f"pretrained={tiny_dir},device=cpu,budget=4,records={records}"
+    args = f"pretrained={tiny_llama_dir},device=cpu,budget=4,records={records}"
     evaluate("cola_mcts", args, limit=2)
     first = read_jsonl(records)
     stale = dict(first[0], doc_hash="0" * 64, best_chain="0",
@@ -149,10 +142,10 @@ def test_a_changed_doc_is_searched_again_and_its_new_record_supersedes(tiny_dir,
     assert all(c.ok for c in verify_records([records], {"device": "cpu"}))
 
 
-def test_generation_search_runs_through_the_task_filters(tiny_dir, tmp_path):
+def test_generation_search_runs_through_the_task_filters(tiny_llama_dir, tmp_path):
     records = tmp_path / "gsm8k.jsonl"
     results = evaluate(
-        "cola_greedy", f"pretrained={tiny_dir},device=cpu,budget=3,records={records}",
+        "cola_greedy", f"pretrained={tiny_llama_dir},device=cpu,budget=3,records={records}",
         tasks=("gsm8k",), limit=2, gen_kwargs="max_gen_toks=8",
     )
     rows = read_jsonl(records)
@@ -161,7 +154,7 @@ def test_generation_search_runs_through_the_task_filters(tiny_dir, tmp_path):
     assert "exact_match,strict-match" in results["results"]["gsm8k"]
 
 
-def test_fast_generation_search_equals_the_plain_path(tiny_dir, tmp_path, monkeypatch):
+def test_fast_generation_search_equals_the_plain_path(tiny_llama_dir, tmp_path, monkeypatch):
     from lm_eval_cola.engine.fast_generate import SampleGenerator
 
     calls = []
@@ -172,7 +165,7 @@ def test_fast_generation_search_equals_the_plain_path(tiny_dir, tmp_path, monkey
     for fast in (False, True):
         records = tmp_path / f"gsm8k_{fast}.jsonl"
         evaluate("cola_mcts",
-                 f"pretrained={tiny_dir},device=cpu,budget=5,fast={fast},records={records}",
+                 f"pretrained={tiny_llama_dir},device=cpu,budget=5,fast={fast},records={records}",
                  tasks=("gsm8k",), limit=3, gen_kwargs="max_gen_toks=12")
         rows[fast] = [{k: v for k, v in r.items() if k != "seconds"} for r in read_jsonl(records)]
     assert len(rows[True]) == 3
@@ -181,28 +174,28 @@ def test_fast_generation_search_equals_the_plain_path(tiny_dir, tmp_path, monkey
     assert len(calls) == sum(r["evaluations"] for r in rows[True])
 
 
-def test_parallelize_device_map_keeps_working_with_chains(tiny_dir, tmp_path):
+def test_a_device_map_split_model_scores_and_searches_as_the_plain_one(tiny_llama_dir, tmp_path):
     """parallelize=True loads through accelerate's device map; with a small memory cap some
     layers are offloaded (weights moved in by accelerate's hooks at each call). Chains and a
     search then give what the plainly loaded model gives."""
     from lm_eval_cola.harness.models import ColaHFLM
 
     offload = f"max_cpu_memory=150000,offload_folder={tmp_path / 'offload'}"
-    split = ColaHFLM(pretrained=tiny_dir, parallelize=True, max_cpu_memory=150000,
+    split = ColaHFLM(pretrained=tiny_llama_dir, parallelize=True, max_cpu_memory=150000,
                      offload_folder=str(tmp_path / "offload"))
     placed = {k: v for k, v in split.model.hf_device_map.items() if ".layers." in k}
     assert set(placed.values()) == {"cpu", "disk"}, placed  # layers split by accelerate
     del split
     for chain in ("identity", "0-1+1+2-3"):
-        plain = evaluate("cola_hf", f"pretrained={tiny_dir},device=cpu,chain={chain}")
-        split = evaluate("cola_hf", f"pretrained={tiny_dir},parallelize=True,{offload},"
+        plain = evaluate("cola_hf", f"pretrained={tiny_llama_dir},device=cpu,chain={chain}")
+        split = evaluate("cola_hf", f"pretrained={tiny_llama_dir},parallelize=True,{offload},"
                                     f"chain={chain}")
         for a, b in zip(sample_lls(split), sample_lls(plain), strict=True):
             assert a == pytest.approx(b, abs=1e-5)
     rows = {}
     for name, args in (("plain", "device=cpu"), ("split", f"parallelize=True,{offload}")):
         records = tmp_path / f"{name}.jsonl"
-        evaluate("cola_mcts", f"pretrained={tiny_dir},{args},budget=5,records={records}")
+        evaluate("cola_mcts", f"pretrained={tiny_llama_dir},{args},budget=5,records={records}")
         rows[name] = [{k: v for k, v in r.items() if k not in ("seconds", "load_args")}
                       for r in read_jsonl(records)]
     assert rows["split"] == rows["plain"]
@@ -212,13 +205,13 @@ def test_parallelize_device_map_keeps_working_with_chains(tiny_dir, tmp_path):
     ("arc_challenge", 4, {}),
     ("gsm8k", 2, {"gen_kwargs": "max_gen_toks=8"}),
 ])
-def test_decoy_control_and_every_chain_on_record(tiny_dir, tmp_path, task, limit, kwargs):
+def test_decoy_control_and_every_chain_on_record(tiny_llama_dir, tmp_path, task, limit, kwargs):
     """control=decoy,record_chains=all: every evaluated chain listed, a decoy that is never
     the gold searched beside each sample, and the metrics lm-eval scores unchanged."""
     runs = {}
     for name, extra in (("plain", ""), ("control", ",control=decoy,record_chains=all")):
         records = tmp_path / f"{name}.jsonl"
-        results = evaluate("cola_mcts", f"pretrained={tiny_dir},device=cpu,budget=6,"
+        results = evaluate("cola_mcts", f"pretrained={tiny_llama_dir},device=cpu,budget=6,"
                            f"records={records}{extra}", tasks=(task,), limit=limit, **kwargs)
         runs[name] = (results, read_jsonl(records))
     (plain, plain_rows), (control, rows) = runs["plain"], runs["control"]

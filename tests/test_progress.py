@@ -12,8 +12,8 @@ import pytest
 
 from lm_eval_cola.search.progress import EvaluationProgress
 from lm_eval_cola.search.scheduler import run_searches
-from tests.test_batch_generate_stream import SlowStream
-from tests.test_scheduler import Chained
+from tests.support.lm_eval_setup import install_cola
+from tests.support.scheduler_fakes import Chained, SlowStream
 
 pytestmark = pytest.mark.quick
 
@@ -69,11 +69,7 @@ def test_a_tiny_search_side_by_side_moves_the_bar_before_a_sample_ends(tiny_llam
                                                                        tmp_path, monkeypatch):
     import lm_eval
 
-    from lm_eval_cola.compat import hooks, local_data
-
-    local_data.install()
-    hooks.install_evaluator_hook()
-    import lm_eval_cola.harness.models  # noqa: F401
+    install_cola()
 
     bars: list[EvaluationProgress] = []
     events: list[tuple[str, int]] = []

@@ -12,15 +12,11 @@ import pytest
 
 from lm_eval_cola.errors import UserError
 from lm_eval_cola.results.records import Record, RecordWriter, read_records
+from tests.support.record_rows import RECORD as RECORD_ROW
 
 pytestmark = pytest.mark.quick
 
-RECORD = {
-    "task": "arc_challenge", "doc_id": 0, "doc_hash": "h", "searcher": "mcts", "settings": {},
-    "seed": 1, "full_correct": True, "best_chain": "0-3", "best_length": 4,
-    "best_correct": True, "num_layers": 4, "evaluations": 1, "seconds": 0.1,
-    "responses": [[-1.0, True]], "model": "tiny \u00e9t\u00e9",  # non-ASCII, as written
-}
+RECORD = {**RECORD_ROW, "model": "tiny \u00e9t\u00e9"}  # non-ASCII, as written
 
 
 def line(**changes) -> bytes:

@@ -14,10 +14,14 @@ from pathlib import Path
 import pytest
 
 from lm_eval_cola.reports import build_board, combine_summaries
-from lm_eval_cola.reports.render import ORACLE_HEADING, to_markdown
 from lm_eval_cola.results.records import read_records
 from lm_eval_cola.results.summary import Summary
-from tests.support.board_checks import check_rows, counts, source_of
+from tests.support.board_checks import (
+    check_oracle_rows_in_their_own_table,
+    check_rows,
+    counts,
+    source_of,
+)
 from tests.support.reports_fixtures import (
     LIMIT,
     PRETRAINED,
@@ -27,6 +31,7 @@ from tests.support.reports_fixtures import (
     legacy_summary,
     load,
     make_runs,
+    one_task_part,
     results_file,
     write_run,
 )
@@ -64,12 +69,7 @@ def test_mixed_hf_and_cola_rows(runs):
         "mcts": ("search", True, "cola_mcts"), "chain 0+2-3": ("chain", False, "cola_hf"),
     }
     assert {r.model for r in board.rows} == {PRETRAINED}  # whichever its lm-eval model
-    lines = to_markdown(board).splitlines()
-    oracle_from = lines.index(f"### {ORACLE_HEADING}")
-    for row in board.rows:
-        (number,) = [n for n, ln in enumerate(lines) if ln.startswith(f"| {row.model} | "
-                                                                        f"{row.variant} |")]
-        assert (number > oracle_from) == row.oracle  # oracle rows only in their own table
+    check_oracle_rows_in_their_own_table(board)
 
 
 def test_oracle_and_model_name_are_what_the_run_wrote(tmp_path):
@@ -170,10 +170,7 @@ def split_run(whole_folder: Path, into: Path, summaries: bool = True) -> list[Pa
     records = [r for p in into.glob("*.jsonl") for r in read_records(p)]
     paths = []
     for number, task in enumerate(TASKS):
-        part = json.loads(json.dumps(data))
-        part["results"] = {task: data["results"][task]}
-        part["n-samples"] = {task: data["n-samples"][task]}
-        part["date"] = data["date"] + number
+        part = one_task_part(data, task, number)
         summary = Summary.from_records([r for r in records if r.task == task]).as_dict()
         part["config"]["cola_summary"] = summary if summaries else legacy_summary(summary)
         part["config"]["cola_records"] = str(into / Path(data["config"]["cola_records"]).name)

@@ -1,5 +1,10 @@
 """Searches side by side in one thread: every ask answered, batches across searches,
-bounded width, results independent of width, errors surface at once, seconds add up."""
+bounded width, results independent of width, errors surface at once, seconds add up (on a
+fake clock).
+
+These pass a plain ``evaluate_many``, which the scheduler wraps as a stream answering every
+submission at each step (``AllAtOnce``): one loop serves it and the driver's own stream
+(``runner.Evaluations``, specified in test_batch_generate_stream.py)."""
 
 from __future__ import annotations
 
@@ -8,29 +13,9 @@ import threading
 import pytest
 
 from lm_eval_cola.search.scheduler import run_searches
+from tests.support.scheduler_fakes import Chained, FakeClock, expected
 
 pytestmark = pytest.mark.quick
-
-
-class Chained:
-    """Asks ``length`` times, each ask the previous answer; several asks at a time when
-    ``fan`` > 1. Records the thread each step ran in."""
-
-    def __init__(self, index: int, length: int, fan: int = 1):
-        self.value, self.left, self.fan = index, length, fan
-        self.seen: list[int] = []
-        self.threads: list[threading.Thread] = []
-
-    def advance(self, answers):
-        self.threads.append(threading.current_thread())
-        if answers is not None:
-            self.seen += answers
-            self.value = answers[-1]
-        if self.left <= 0:
-            return None
-        count = min(self.fan, self.left)
-        self.left -= count
-        return [self.value + k for k in range(count)]
 
 
 def run(lengths: list[int], width: int, fan: int = 1):
@@ -48,14 +33,6 @@ def run(lengths: list[int], width: int, fan: int = 1):
     run_searches([lambda i=i, n=n: Chained(i, n, fan) for i, n in enumerate(lengths)],
                  evaluate_many, on_done, width)
     return done, batches
-
-
-def expected(index: int, length: int) -> list[int]:
-    value, out = index, []
-    for _ in range(length):
-        value = value * 2 + 1
-        out.append(value)
-    return out
 
 
 @pytest.mark.parametrize("width", [1, 2, 3, 8])
@@ -112,20 +89,46 @@ def test_a_failing_search_raises_in_the_caller_and_stops_the_others():
     assert started == ["Chained", "Failing", "Chained"]
 
 
-def test_seconds_are_own_time_plus_a_share_of_each_batch():
-    import time
+class TimedStream:
+    """A stream that answers every submission in one step, taking ``per_ask`` fake seconds
+    an ask: the rounds of ``evaluate_many``, through the streaming path."""
 
+    def __init__(self, clock: FakeClock, per_ask: float):
+        self.clock, self.per_ask = clock, per_ask
+        self.waiting: list[tuple[int, list]] = []
+
+    def submit(self, tag, asks):
+        self.waiting.append((tag, asks))
+
+    def step(self):
+        done, self.waiting = self.waiting, []
+        self.clock.tick(self.per_ask * sum(len(asks) for _, asks in done))
+        return done
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["rounds", "streamed"])
+def test_seconds_are_own_time_plus_a_share_of_each_batch(streamed, monkeypatch):
+    """On a fake clock: each ``advance`` takes 5 ms, each ask 20 ms of a batch."""
+    clock = FakeClock().install(monkeypatch)
     seconds = {}
 
+    class Timed(Chained):
+        def advance(self, answers):
+            clock.tick(0.005)
+            return super().advance(answers)
+
     def evaluate_many(asks):
-        time.sleep(0.02 * len(asks))
+        clock.tick(0.02 * len(asks))
         return asks
 
-    run_searches([lambda: Chained(0, 2), lambda: Chained(1, 2, fan=3)], evaluate_many,
+    run_searches([lambda: Timed(0, 2), lambda: Timed(1, 2, fan=3)],
+                 TimedStream(clock, 0.02) if streamed else evaluate_many,
                  lambda i, s, sec: seconds.__setitem__(i, sec), width=2)
-    # batches: [1 + 2 asks], [1 ask]: search 0 gets 1/3 of the first and all of the second
-    assert seconds[0] == pytest.approx(0.02 + 0.02, abs=0.015)
-    assert seconds[1] == pytest.approx(0.04, abs=0.015)
+    # batches: [1 + 2 asks] (60 ms), [1 ask] (20 ms): search 0 gets 1/3 of the first and all
+    # of the second, search 1 2/3 of the first; own time: 3 advances of search 0, 2 of 1
+    assert seconds[0] == pytest.approx(0.02 + 0.02 + 3 * 0.005, abs=1e-9)
+    assert seconds[1] == pytest.approx(0.04 + 2 * 0.005, abs=1e-9)
+    assert seconds[0] + seconds[1] == pytest.approx(clock.now, abs=1e-9)  # shares add up
 
 
 def test_an_empty_ask_is_refused():

@@ -124,6 +124,7 @@ class TaskEvaluator:
     def __init__(self, lm: Any, task: Any, limit: int | None, metric: str | None = None,
                  cache_bytes: int = 2 << 30, apply_chat_template: bool = False,
                  doc_ids: Sequence[int] | None = None):
+        from lm_eval_cola.harness.requests import group_by_doc
         from lm_eval_cola.search.judge import TaskJudge
 
         self.lm = lm
@@ -143,18 +144,15 @@ class TaskEvaluator:
             task.build_all_requests(samples=chosen, rank=0, world_size=1, **chat)
         else:
             task.build_all_requests(limit=limit, rank=0, world_size=1, **chat)
-        by_doc: dict[int, list] = {}
-        for instance in task.instances:
-            requests = by_doc.setdefault(instance.doc_id, [])
-            if all(r.args != instance.args for r in requests):
-                requests.append(instance)
+        # one sample per doc, as a searching model groups lm-eval's requests
+        by_doc = sorted(group_by_doc(task.instances), key=lambda sample: sample.key)
         if not by_doc:
             raise UserError(f"task {task.config.task!r} has no docs in its calibration split")
         self.kind = "generate_until" if self.judge.output_type == "generate_until" \
             else "loglikelihood"
         share = max(cache_bytes // len(by_doc), 1 << 20)
-        self.samples = [_Sample(reqs[0].doc, lm.runner.evaluator(self.kind, reqs, share), reqs)
-                        for _, reqs in sorted(by_doc.items())]
+        self.samples = [_Sample(s.doc, lm.runner.evaluator(self.kind, s.requests, share),
+                                s.requests) for s in by_doc]
         self.cache: dict[Chain, list[bool] | None] = {}  # None: a non-finite answer
 
     def __len__(self) -> int:

@@ -15,8 +15,8 @@ How one step runs (the model's own forward, as ``fast.score_many`` runs it):
   chain position share one layer call and rows at other positions are grouped by layer.
 - Each row keeps its own KV cache: one slot per chain position, preallocated for its
   prompt plus ``max_length``. Attention runs per segment against its own row's slots
-  (the model's own attention function, handed one segment at a time), so what a row
-  sees never depends on the others.
+  (``row_attention``: the model's own attention function, handed one segment at a
+  time), so what a row sees never depends on the others.
 - Batch invariance: on a CPU a matrix product's rounding depends on how many rows it has
   (MKL switches kernels). Each layer call takes a prompt segment alone, or decoding
   tokens in chunks of at most ``CHUNK_TOKENS``, padded to a multiple of ``PAD_MULTIPLE``:
@@ -24,6 +24,13 @@ How one step runs (the model's own forward, as ``fast.score_many`` runs it):
   (fp32; tests/test_batch_generate.py checks whole answers). MoE layers route a variable
   number of tokens to each expert, and bf16 kernels on a CPU round differently by batch:
   there answers are equal in practice, not by construction.
+- ``numerics="fast"`` (every row of the forward asked for it; ``RowState.numerics``) lifts
+  those caps: a step's rows share one layer call (up to ``FAST_CALL_TOKENS``, a memory
+  bound), unpadded, the LM head runs in one call, and a segment of several queries
+  attends with an additive mask, grouped-query heads folded (``row_attention``). A row's
+  tokens then depend on what shares its batch in the last bits of its logits, so a
+  near-tie may go the other way (tests/test_numerics_fast_generate.py measures how
+  often).
 
 Memory: a row's KV slots take ``len(chain) x 2 x kv_heads x head_dim x (max_length +
 DRAFT) x bytes``; rows beyond ``kv_bytes`` in total wait until others finish.
@@ -32,12 +39,10 @@ DRAFT) x bytes``; rows beyond ``kv_bytes`` in total wait until others finish.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
-import sys
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -48,102 +53,30 @@ from lm_eval_cola.engine.fast import (
     PAD_MULTIPLE,
     LayersDone,
     drive_steps,
+    head_chunk_rows,
     layer_output,
     note_layer_output,
     schedule_layers,
     select_in,
+)
+from lm_eval_cola.engine.row_attention import (
+    ATTENTION,
+    CURRENT,
+    RowsCache,
+    Segment,
+    register_attention,
 )
 
 logger = logging.getLogger(__name__)
 
 # Decoding tokens per layer call on a CPU (fp32 MKL products of 16..56 rows round alike).
 CHUNK_TOKENS = 48
+# numerics="fast" (a row's ``numerics``): tokens per layer call at most, a bound on the
+# call's activations only (a longer prompt runs alone).
+FAST = "fast"
+FAST_CALL_TOKENS = 4096
 DEFAULT_KV_BYTES = 1 << 30
-_ATTENTION = "cola_segments"  # our attention function's name in transformers' registry
 SUPPORTED_ATTENTION = ("sdpa", "eager")
-
-
-@dataclass
-class _Segment:
-    """Where a row's tokens sit in one layer call, and which chain position runs."""
-
-    row: RowState
-    position: int
-    offset: int
-    length: int
-
-
-@dataclass
-class _Call:
-    """The layer call in progress: read by the cache view and the attention function."""
-
-    segments: list[_Segment] = field(default_factory=list)
-    implementation: str = "sdpa"
-
-
-_CURRENT = _Call()
-
-
-class _RowsCache:
-    """What a layer is handed as its KV cache: writes each segment's keys and values into
-    its own row's slot for its chain position and hands them back unchanged (attention
-    reads each row's slots itself)."""
-
-    def update(self, keys: torch.Tensor, values: torch.Tensor, *args: Any, **kwargs: Any
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        for seg in _CURRENT.segments:
-            row = seg.row
-            slot_k, slot_v = row.slots(seg.position, keys, row.capacity)
-            end = row.length + seg.length
-            slot_k[:, :, row.length:end] = keys[:, :, seg.offset:seg.offset + seg.length]
-            slot_v[:, :, row.length:end] = values[:, :, seg.offset:seg.offset + seg.length]
-        return keys, values
-
-    def get_seq_length(self, *args: Any, **kwargs: Any) -> int:  # pragma: no cover
-        return 0
-
-
-def _segments_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
-                        value: torch.Tensor, attention_mask: Any, **kwargs: Any) -> tuple:
-    """Each segment's queries against its own row's keys and values, by the model's own
-    attention function with the mask it would get decoding that row alone."""
-    implementation = _CURRENT.implementation
-    eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    attend = (eager if implementation == "eager"
-              else ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager))
-    out = query.new_zeros(query.shape[0], query.shape[2], query.shape[1], value.shape[-1])
-    for seg in _CURRENT.segments:
-        row = seg.row
-        seen = row.length + seg.length
-        slot_k, slot_v = row.slots(seg.position, key, row.capacity)
-        q = query[:, :, seg.offset:seg.offset + seg.length]
-        mask = _mask(seg.length, seen, implementation, query)
-        part, _ = attend(module, q, slot_k[:, :, :seen], slot_v[:, :, :seen], mask, **kwargs)
-        out[:, seg.offset:seg.offset + seg.length] = part
-    return out, None
-
-
-def _mask(queries: int, seen: int, implementation: str, like: torch.Tensor) -> Any:
-    """The mask a lone row gets: none for one query (or a causal prompt under sdpa), else
-    causal with the queries at the end (bool for sdpa, additive for eager)."""
-    if queries == 1 or (queries == seen and implementation == "sdpa"):
-        return None
-    index = torch.arange(seen, device=like.device)
-    visible = index[None, :] <= index[-queries:, None]
-    if implementation == "sdpa":
-        return visible[None, None]
-    mask = torch.zeros(visible.shape, dtype=like.dtype, device=like.device)
-    mask.masked_fill_(~visible, torch.finfo(like.dtype).min)
-    return mask[None, None]
-
-
-@functools.cache
-def _register_attention() -> None:
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(_ATTENTION, _segments_attention)
 
 
 @dataclass
@@ -179,9 +112,10 @@ class RowState:
     """A decoding row's KV slots (one per chain position) and where it stands; subclassed
     by the generator, which adds the tokens and decides what each step feeds."""
 
-    def __init__(self, chain: Chain, capacity: int):
+    def __init__(self, chain: Chain, capacity: int, numerics: str = "exact"):
         self.chain = chain
         self.capacity = capacity
+        self.numerics = numerics  # "exact" or "fast" (module docstring)
         self.length = 0  # tokens in the cache
         self._slots: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         # What the next step runs: tokens, their first position id, the chain position
@@ -230,93 +164,89 @@ def attention_supported(model: torch.nn.Module) -> bool:
 def forward_rows(model: torch.nn.Module, rows: Sequence[RowState],
                  chunk_tokens: int = CHUNK_TOKENS) -> list[torch.Tensor]:
     """Run every row's ``feed`` through its chain (from ``start``) in one batched forward,
-    writing their KV slots; each row's final hidden states, (1, len(feed), H)."""
-    _register_attention()
-    device = next(model.parameters()).device
+    writing their KV slots; each row's final hidden states, (1, len(feed), H). Rows all
+    with ``numerics`` "fast" run without the batch-invariance caps (module docstring)."""
+    register_attention()
     working = [row for row in rows if row.start < len(row.chain)]
     for row in rows:
         row.final = row.hidden if row.start == len(row.chain) else None
     if working:
-        _run_layers(model, working, device, chunk_tokens)
+        fast = fast_numerics(working)
+        _Layers(model, working, FAST_CALL_TOKENS if fast else chunk_tokens, fast).run()
     return [row.final for row in rows]  # type: ignore[misc]
 
 
-def _run_layers(model: torch.nn.Module, rows: list[RowState], device: torch.device,
-                chunk_tokens: int) -> None:
-    offsets, tokens, position_ids = [], [], []
-    for row in rows:
-        offsets.append(len(tokens))
-        tokens += row.feed
-        position_ids += range(row.length, row.length + len(row.feed))
-    dummy = len(tokens)  # PAD_MULTIPLE padding tokens, never attended to
-    tokens += [tokens[-1]] * PAD_MULTIPLE
-    position_ids += [0] * PAD_MULTIPLE
-    total = len(tokens)
-    layers, steps = schedule_layers(rows)  # type: ignore[arg-type]
-    arch = architecture_of(model)
-    config = model.config
-    saved = config._attn_implementation
+def fast_numerics(rows: Sequence[RowState]) -> bool:
+    """Whether ``rows`` may run with fast numerics: all of them asked for it (a row that
+    asked for exact numerics keeps its batch invariance whatever shares its batch)."""
+    return bool(rows) and all(row.numerics == FAST for row in rows)
 
-    def calls(step: Any) -> list[list[int]]:
-        """The step's rows split into layer calls: a prompt alone, decoding rows chunked."""
+
+class _Layers:
+    """One batched forward over ``rows``' feeds, laid end to end in one sequence (each
+    with its own position ids), run layer by layer in ``schedule_layers``' order, each
+    step's rows in layer calls of at most ``cap`` tokens (a longer feed alone)."""
+
+    def __init__(self, model: torch.nn.Module, rows: list[RowState], cap: int, fast: bool):
+        self.model, self.rows, self.cap, self.fast = model, rows, cap, fast
+        self.offsets: list[int] = []
+        tokens: list[int] = []
+        position_ids: list[int] = []
+        for row in rows:
+            self.offsets.append(len(tokens))
+            tokens += row.feed
+            position_ids += range(row.length, row.length + len(row.feed))
+        self.dummy = len(tokens)  # exact: PAD_MULTIPLE padding tokens, never attended to
+        pad = 0 if fast else PAD_MULTIPLE
+        tokens += [tokens[-1]] * pad
+        position_ids += [0] * pad
+        self.total = len(tokens)
+        device = next(model.parameters()).device
+        self.inputs = {"input_ids": torch.tensor([tokens], device=device),
+                       "position_ids": torch.tensor([position_ids], device=device),
+                       "use_cache": False}
+        self.cache_keyword = _cache_keyword(model)
+
+    def run(self) -> None:
+        layers, steps = schedule_layers(self.rows)  # type: ignore[arg-type]
+        config = self.model.config
+        saved = config._attn_implementation
+        config._attn_implementation = ATTENTION
+        CURRENT.implementation, CURRENT.fast = saved, self.fast
+        CURRENT.masks = {}
+        try:
+            drive_steps(self.model, layers, steps, self.around, self.inputs)
+        finally:
+            config._attn_implementation = saved
+            CURRENT.masks = {}
+
+    def calls(self, step: Any) -> list[list[int]]:
+        """The step's rows (indices into ``step.rows``) split into layer calls."""
         out: list[list[int]] = []
         small: list[int] = []
         size = 0
         for k, i in enumerate(step.rows):
-            n = len(rows[i].feed)
-            if n > chunk_tokens:
+            n = len(self.rows[i].feed)
+            if n > self.cap:
                 out.append([k])
                 continue
-            if small and size + n > chunk_tokens:
+            if small and size + n > self.cap:
                 out.append(small)
                 small, size = [], 0
             small.append(k)
             size += n
         return out + ([small] if small else [])
 
-    def around(step: Any, last: bool, run: Any, args: tuple, kwargs: dict) -> Any:
+    def around(self, step: Any, last: bool, run: Any, args: tuple, kwargs: dict) -> Any:
+        """Chain position ``step``: its rows' layer calls, their outputs merged back into
+        the sequence (the last position's are only kept: nothing runs after it)."""
         hidden = args[0]
         merged = hidden
-        for group in calls(step):
-            index: list[int] = []
-            segments = []
-            for k in group:
-                i = step.rows[k]
-                row = rows[i]
-                segments.append(_Segment(row, step.positions[k], len(index), len(row.feed)))
-                index += range(offsets[i], offsets[i] + len(row.feed))
-            real = len(index)
-            index += range(dummy, dummy + (-real % PAD_MULTIPLE))
-            DECODE_STATS.token_layers += len(index)
-            if real <= chunk_tokens:
-                DECODE_STATS.layer_calls += 1
-                DECODE_STATS.call_tokens += real
-                DECODE_STATS.padded_tokens += len(index)
-            idx = torch.tensor(index, device=hidden.device)
-            x = hidden.index_select(1, idx)
-            for seg in segments:
-                if seg.position == seg.row.start and seg.row.hidden is not None:
-                    x[:, seg.offset:seg.offset + seg.length] = seg.row.hidden.to(x.device)
-            cut = select_in(kwargs, idx, 1, total)
-            for name in arch.layer_cache_keywords:
-                if name in cut:
-                    cut[name] = _RowsCache()
-                    break
-            else:
-                cut[arch.layer_cache_keywords[0]] = _RowsCache()
-            _CURRENT.segments = segments
-            try:
-                output = run((x, *args[1:]), cut)
-            finally:
-                _CURRENT.segments = []
-            note_layer_output(model, output)
-            out = output[0] if isinstance(output, tuple) else output
-            for seg in segments:
-                part = out[:, seg.offset:seg.offset + seg.length]
-                seg.row.on_output(seg.position, part)
-                if seg.position + 1 == len(seg.row.chain):
-                    seg.row.final = part.clone()
+        output: Any = None
+        for group in self.calls(step):
+            idx, real, output = self._call(step, group, hidden, run, args, kwargs)
             if not last:
+                out = output[0] if isinstance(output, tuple) else output
                 # With a device map the layer's output may sit on another device.
                 merged = merged.to(out.device).index_copy(1, idx[:real].to(out.device),
                                                           out[:, :real])
@@ -324,32 +254,76 @@ def _run_layers(model: torch.nn.Module, rows: list[RowState], device: torch.devi
             raise LayersDone
         return (merged, *output[1:]) if isinstance(output, tuple) else merged
 
-    inputs = {
-        "input_ids": torch.tensor([tokens], device=device),
-        "position_ids": torch.tensor([position_ids], device=device),
-        "use_cache": False,
-    }
-    config._attn_implementation = _ATTENTION
-    _CURRENT.implementation = saved
-    try:
-        drive_steps(model, layers, steps, around, inputs)
-    finally:
-        config._attn_implementation = saved
+    def _call(self, step: Any, group: list[int], hidden: torch.Tensor, run: Any,
+              args: tuple, kwargs: dict) -> tuple[torch.Tensor, int, Any]:
+        """One layer call over ``group``'s segments: (token index, real tokens, output)."""
+        segments, index = self._segments(step, group)
+        real = len(index)
+        if not self.fast:
+            index += range(self.dummy, self.dummy + (-real % PAD_MULTIPLE))
+        DECODE_STATS.token_layers += len(index)
+        if max(seg.length for seg in segments) <= CHUNK_TOKENS:  # decoding, no prompt
+            DECODE_STATS.layer_calls += 1
+            DECODE_STATS.call_tokens += real
+            DECODE_STATS.padded_tokens += len(index)
+        idx = torch.tensor(index, device=hidden.device)
+        x = hidden.index_select(1, idx)
+        for seg in segments:
+            if seg.position == seg.row.start and seg.row.hidden is not None:
+                x[:, seg.offset:seg.offset + seg.length] = seg.row.hidden.to(x.device)
+        cut = select_in(kwargs, idx, 1, self.total)
+        cut[self.cache_keyword(cut)] = RowsCache()
+        CURRENT.segments = segments
+        try:
+            output = run((x, *args[1:]), cut)
+        finally:
+            CURRENT.segments = []
+        note_layer_output(self.model, output)
+        out = output[0] if isinstance(output, tuple) else output
+        for seg in segments:
+            part = out[:, seg.offset:seg.offset + seg.length]
+            seg.row.on_output(seg.position, part)
+            if seg.position + 1 == len(seg.row.chain):
+                seg.row.final = part.clone()
+        return idx, real, output
+
+    def _segments(self, step: Any, group: list[int]) -> tuple[list[Segment], list[int]]:
+        """``group``'s segments in the call, and their tokens' indices in the sequence."""
+        index: list[int] = []
+        segments = []
+        for k in group:
+            i = step.rows[k]
+            row = self.rows[i]
+            segments.append(Segment(row, step.positions[k], len(index), len(row.feed)))
+            index += range(self.offsets[i], self.offsets[i] + len(row.feed))
+        return segments, index
 
 
+def _cache_keyword(model: torch.nn.Module) -> Any:
+    """Which keyword a layer call hands the KV cache in: the first of the architecture's
+    names the model passes, else its first name."""
+    names = architecture_of(model).layer_cache_keywords
+
+    def keyword(kwargs: dict) -> str:
+        return next((name for name in names if name in kwargs), names[0])
+    return keyword
 
 
 @torch.no_grad()
 def head_argmax(model: torch.nn.Module, hidden: torch.Tensor,
-                chunk_tokens: int = CHUNK_TOKENS) -> list[int]:
+                chunk_tokens: int = CHUNK_TOKENS, fast: bool = False) -> list[int]:
     """Greedy picks for hidden states ``(K, H)`` (final norm and LM head by the model's own
     forward on a one-position chain, as ``fast._run_head``), in calls of at most
-    ``chunk_tokens`` rows padded to a multiple of ``PAD_MULTIPLE``."""
+    ``chunk_tokens`` rows padded to a multiple of ``PAD_MULTIPLE``; ``fast``: in calls of
+    at most ``fast.HEAD_LOGITS`` logits, unpadded."""
     picks: list[int] = []
+    if fast:
+        chunk_tokens = head_chunk_rows(int(getattr(model.config, "vocab_size", 0) or 1))
     for begin in range(0, hidden.shape[0], chunk_tokens):
         rows = hidden[begin:begin + chunk_tokens]
         real = rows.shape[0]
-        rows = torch.cat([rows, rows.new_zeros(-real % PAD_MULTIPLE, rows.shape[1])])
+        if not fast:
+            rows = torch.cat([rows, rows.new_zeros(-real % PAD_MULTIPLE, rows.shape[1])])
         count = rows.shape[0]
         device = rows.device
         with chain_applied(model, (0,)):

@@ -16,10 +16,16 @@ Four savings over lm-eval's own path (a full forward per request, full logits):
 4. Samples batched: `score_many` evaluates several samples' chains in one forward.
    A layer that several of them run next runs once over all their rows, so its weights
    are read once (on a CPU, reading the weights is most of a small forward's time) and
-   the LM head runs once for everyone's scored positions. Each sample is padded to a
-   length that depends only on itself (a multiple of PAD_MULTIPLE), and every layer
-   treats batch rows independently, so a sample's scores are bitwise the same whatever
-   samples share its batch (tests/test_fast.py checks this).
+   the LM head runs once for everyone's scored positions. The chains one sample asks at
+   once (a search's ``parallel=W``) share their common prefix: it runs once, in one row,
+   and the others start from its output (``score_plan.plan_jobs``).
+   ``numerics="exact"`` (the default): each sample is padded to a length that depends
+   only on itself (a multiple of PAD_MULTIPLE), samples of one padded length share a
+   forward, and every layer treats batch rows independently, so a sample's scores are
+   bitwise the same whatever samples share its batch (tests/test_fast.py checks this).
+   ``numerics="fast"``: no padding, every sample in one forward (``flat_rows.py``);
+   scores round differently with the batch, decisions measured against exact
+   (tests/test_numerics_fast.py).
 
 Results equal lm-eval's path up to float rounding (tests/test_fast.py checks this on
 tiny models; benchmarks/search_speed.py checks same chains and decisions on the real
@@ -31,9 +37,8 @@ comes from ``architectures.yaml``). An attention implementation that takes no 4D
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +46,24 @@ import torch
 
 from lm_eval_cola.chains.syntax import Chain
 from lm_eval_cola.engine.apply import architecture_of, chain_applied, chain_positions
+from lm_eval_cola.engine.flat_rows import run_flat_layers
+from lm_eval_cola.engine.layer_steps import (
+    LayersDone,
+    drive_steps,
+    layer_output,
+    note_layer_output,
+    select_in,
+)
 from lm_eval_cola.engine.prefix_store import DEFAULT_CACHE_BYTES, PrefixStore
+from lm_eval_cola.engine.score_plan import (
+    EXACT,
+    FAST,
+    SCORE_STATS,
+    Job,
+    Step,
+    plan_jobs,
+    schedule_layers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -174,18 +196,23 @@ class SampleScorer:
     one batched forward, with the same results."""
 
     def __init__(self, model: torch.nn.Module, sample: PackedSample, device: torch.device,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES):
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, numerics: str = EXACT):
         self.model = model
         self.sample = sample
         self.device = device
+        # exact: rows padded to padded_length, batched with same-length samples only;
+        # fast: rows of the real tokens, padded to the forward's longest (score_plan.py)
+        self.numerics = numerics
+        self.length = sample.length if numerics == FAST else sample.padded_length
         # Chained: plain LRU would evict a chain's first positions (its oldest entries)
         # first, and with them the prefix every chain one action apart shares.
         self.store = PrefixStore(cache_bytes, chained=True)
         self.layers_run = 0
         dtype = next(model.parameters()).dtype
-        self.input_ids = sample.input_ids.to(device)
-        self.position_ids = sample.position_ids.to(device)
-        self.mask = packed_mask(sample, dtype).to(device)
+        n = self.length
+        self.input_ids = sample.input_ids[:, :n].to(device)
+        self.position_ids = sample.position_ids[:, :n].to(device)
+        self.mask = packed_mask(sample, dtype)[..., :n, :n].to(device)
         self.scored = sample.scored.to(device)
 
     @classmethod
@@ -211,92 +238,65 @@ class SampleScorer:
         return out
 
 
-@dataclass(eq=False)
-class _Job:
-    """One chain to score for one sample, and where its batch row stands."""
-
-    scorer: SampleScorer
-    chain: Chain
-    start: int  # chain positions whose output is stored already
-    hidden: torch.Tensor | None  # the stored output of chain[:start]
-    final: torch.Tensor | None = None  # the last position's output, (1, P, H)
-
-
-@dataclass
-class _Step:
-    """One layer run over the batch rows whose chains run that layer next."""
-
-    rows: list[int]
-    positions: list[int]  # per row: the chain position this step computes
-
-
-class LayersDone(Exception):
-    """Raised after the last scheduled step: the final norm and LM head run later."""
-
-
 @torch.no_grad()
 def score_many(model: torch.nn.Module,
                jobs: Sequence[tuple[SampleScorer, Chain]]) -> list[list[tuple[float, bool]]]:
-    """Score each (sample scorer, chain) pair; one batched forward per padded length, then
-    one LM-head pass over every sample's scored positions."""
-    runs = []
-    for scorer, chain in jobs:
-        start, hidden = scorer.store.longest(chain)
-        scorer.layers_run += len(chain) - start
-        runs.append(_Job(scorer, chain, start, hidden, final=hidden if start == len(chain)
-                         else None))
-    by_length: dict[int, list[_Job]] = {}
+    """Score each (sample scorer, chain) pair: one batched forward per padded length (exact
+    numerics) or one for all (fast), a sample's chains sharing their common prefix
+    (``score_plan.plan_jobs``), then one LM-head pass over every scored position."""
+    runs = plan_jobs(jobs)
+    groups: dict[tuple[str, int], list[Job]] = {}
     for job in runs:
-        if job.final is None:
-            by_length.setdefault(job.scorer.sample.padded_length, []).append(job)
-    for group in by_length.values():
+        if job.has_row:
+            fast = job.scorer.numerics == FAST
+            key = (FAST, 0) if fast else (EXACT, job.scorer.sample.padded_length)
+            groups.setdefault(key, []).append(job)
+    for group in groups.values():
         _run_layers(model, group)
     return _run_head(model, runs)
 
 
-def schedule_layers(jobs: Sequence[_Job]) -> tuple[Chain, list[_Step]]:
-    """Steps that advance every job to the end of its chain, each running the lowest
-    layer any job needs next for all jobs that need it: chains near the full chain then
-    run their later layers together."""
-    at = [job.start for job in jobs]
-    layers, steps = [], []
-    while True:
-        live = [i for i, job in enumerate(jobs) if at[i] < len(job.chain)]
-        if not live:
-            return tuple(layers), steps
-        layer = min(jobs[i].chain[at[i]] for i in live)
-        rows = [i for i in live if jobs[i].chain[at[i]] == layer]
-        layers.append(layer)
-        steps.append(_Step(rows, [at[i] for i in rows]))
-        for i in rows:
-            at[i] += 1
-
-
-def _run_layers(model: torch.nn.Module, jobs: list[_Job]) -> None:
-    """Run every job's missing chain positions as one batch (all of one padded length)."""
+def _run_layers(model: torch.nn.Module, jobs: list[Job]) -> None:
+    """Run every job's missing chain positions as one batch: all of one padded length
+    (exact numerics), or any lengths laid end to end (fast: ``flat_rows``)."""
+    if jobs[0].scorer.numerics == FAST:
+        run_flat_layers(model, jobs)
+        return
     layers, steps = schedule_layers(jobs)
     batch = len(jobs)
+    # Each distinct row subset as an index on the device, all by one host-to-device copy:
+    # on CUDA a tensor made from a list waits for the device, so one a layer stalled it.
+    keys = list(dict.fromkeys(tuple(step.rows) for step in steps if len(step.rows) < batch))
+    flat = torch.tensor([i for key in keys for i in key], dtype=torch.long,
+                        device=jobs[0].scorer.input_ids.device)
+    subsets = dict(zip(keys, flat.split([len(key) for key in keys]), strict=True))
 
-    def around(step: _Step, last: bool, run: Any, args: tuple, kwargs: dict) -> Any:
+    def around(step: Step, last: bool, run: Any, args: tuple, kwargs: dict) -> Any:
         hidden = args[0]
         subset = len(step.rows) < batch
-        rows = torch.tensor(step.rows, device=hidden.device) if subset else None
+        rows = subsets[tuple(step.rows)].to(hidden.device) if subset else None
         x = hidden.index_select(0, rows) if subset else hidden
         starting = [k for k, (i, p) in enumerate(zip(step.rows, step.positions, strict=True))
                     if p == jobs[i].start and jobs[i].hidden is not None]
         if starting:
             x = x.clone()
             for k in starting:
-                x[k] = jobs[step.rows[k]].hidden[0].to(x.device)
+                stored = jobs[step.rows[k]].hidden[0]
+                x[k, :stored.shape[0]] = stored.to(x.device)
         if subset:
             kwargs = select_in(kwargs, rows, 0, batch)
         output = run((x, *args[1:]), kwargs)
+        SCORE_STATS.layer_calls += 1
+        SCORE_STATS.row_calls += x.shape[0]
+        SCORE_STATS.token_layers += x.shape[0] * x.shape[1]
+        SCORE_STATS.real_token_layers += sum(jobs[i].scorer.sample.length for i in step.rows)
         note_layer_output(model, output)
         out = output[0] if isinstance(output, tuple) else output
         for k, (i, position) in enumerate(zip(step.rows, step.positions, strict=True)):
             job = jobs[i]
-            row = out[k:k + 1].clone()
+            row = out[k:k + 1, :job.scorer.length].clone()
             job.scorer.store.put(job.chain[:position + 1], row)
+            job.deliver(position, row)
             if position + 1 == len(job.chain):
                 job.final = row
         if last:
@@ -312,40 +312,8 @@ def _run_layers(model: torch.nn.Module, jobs: list[_Job]) -> None:
         "attention_mask": torch.cat([j.scorer.mask for j in jobs]),
         "use_cache": False,
     }
+    SCORE_STATS.forwards += 1
     drive_steps(model, layers, steps, around, inputs)
-
-
-def drive_steps(model: torch.nn.Module, layers: Chain, steps: Sequence[Any],
-                around: Callable[..., Any], inputs: dict[str, Any]) -> None:
-    """The model's own forward over ``layers``, chain position ``n`` wrapped by
-    ``around(steps[n], last, ...)``; the last step raises ``LayersDone``, so nothing after
-    the layers (norm, head) runs."""
-    with chain_applied(model, layers):
-        for n, (position, step) in enumerate(zip(chain_positions(model), steps, strict=True)):
-            position.around = functools.partial(around, step, n == len(steps) - 1)
-        try:
-            model(**inputs)
-        except LayersDone:
-            pass
-        else:  # pragma: no cover - the last step always raises
-            raise RuntimeError("the batched forward ended before its last step")
-
-
-def select_in(value: Any, index: torch.Tensor, dim: int, size: int) -> Any:
-    """``value`` (a layer's keyword arguments) cut to ``index`` along ``dim``: every tensor
-    of at least 2 dimensions whose ``dim`` has ``size`` (the batch's rows, or the packed
-    sequence's tokens: masks, rotary tables, position ids), in dicts, tuples and lists."""
-    if isinstance(value, torch.Tensor):
-        if value.dim() >= 2 and value.shape[dim] == size:
-            # With a device map the mask and rotary tables stay where the model made them
-            # (its first device) while ``index`` follows the hidden state.
-            return value.index_select(dim, index.to(value.device))
-        return value
-    if isinstance(value, dict):
-        return {k: select_in(v, index, dim, size) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return type(value)(select_in(v, index, dim, size) for v in value)
-    return value
 
 
 def head_chunk_rows(vocab_size: int, max_logits: int = HEAD_LOGITS) -> int:
@@ -353,7 +321,7 @@ def head_chunk_rows(vocab_size: int, max_logits: int = HEAD_LOGITS) -> int:
     return max(max_logits // max(vocab_size, 1) // PAD_MULTIPLE, 1) * PAD_MULTIPLE
 
 
-def _run_head(model: torch.nn.Module, jobs: list[_Job],
+def _run_head(model: torch.nn.Module, jobs: list[Job],
               max_logits: int | None = None) -> list[list[tuple[float, bool]]]:
     """Final norm and LM head over every job's scored positions, in chunks of at most
     ``max_logits`` logits (default HEAD_LOGITS); each chunk keeps only its rows' target
@@ -407,30 +375,3 @@ def _head_logits(model: torch.nn.Module, rows: torch.Tensor) -> torch.Tensor:
                        position_ids=torch.zeros(1, count, dtype=torch.long, device=device),
                        use_cache=False).logits[0]
     return logits[:real]
-
-
-def note_layer_output(model: torch.nn.Module, output: Any) -> None:
-    """Learn (``probe``) or check (a pinned ``layer_output``) what the layers return."""
-    declared = architecture_of(model).layer_output
-    returned = "tuple" if isinstance(output, tuple) else "tensor"
-    if declared == "probe":
-        _PROBED_OUTPUTS[type(model)] = returned
-    elif declared != returned:
-        raise RuntimeError(
-            f"architectures.yaml says {architecture_of(model).model_type} decoder layers "
-            f"return a {declared}, but this one returned a {returned}; set layer_output: probe"
-        )
-
-
-def layer_output(model: torch.nn.Module, hidden: torch.Tensor) -> Any:
-    """``hidden`` as the model's decoder layers return it (a tensor, or a tuple in
-    models whose layers return one)."""
-    declared = architecture_of(model).layer_output
-    if declared == "probe":
-        # Every stored row came from a layer run of this model class, so it is known.
-        declared = _PROBED_OUTPUTS.get(type(model), "tensor")
-    return (hidden,) if declared == "tuple" else hidden
-
-
-# model class -> what its decoder layers returned ("tensor" or "tuple"), for `probe` entries
-_PROBED_OUTPUTS: dict[type, str] = {}

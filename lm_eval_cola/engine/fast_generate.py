@@ -55,6 +55,7 @@ from lm_eval_cola.engine.batch_generate import (
     Admission,
     RowState,
     attention_supported,
+    fast_numerics,
     forward_rows,
     head_argmax,
 )
@@ -95,10 +96,13 @@ class SampleGenerator:
     ``_model_generate`` is the caller there)."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES, prompt_cache: PromptCache | None = None):
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, prompt_cache: PromptCache | None = None,
+                 numerics: str = "exact"):
         self.model = model
         self.tokenizer = tokenizer
         self.cache_bytes = cache_bytes
+        # its rows' numerics: "exact" (batch-invariant) or "fast" (caps lifted; batch_generate)
+        self.numerics = numerics
         self.chain: Chain | None = None
         self._stores: dict[tuple[int, ...], PrefixStore] = {}
         self._drafts: dict[tuple[int, ...], list[tuple[Chain, list[int]]]] = {}
@@ -168,7 +172,7 @@ class GenRow(RowState):
 
     def __init__(self, sample: SampleGenerator, chain: Chain, prompt: list[int],
                  max_length: int, stop: list[str]):
-        super().__init__(chain, max_length + _DRAFT + 1)
+        super().__init__(chain, max_length + _DRAFT + 1, sample.numerics)
         self.sample = sample
         self.prompt = prompt
         self.limit = max_length - len(prompt)
@@ -309,7 +313,8 @@ class BatchGenerator:
         forward_rows(self.model, self.running)
         heads = [row.head_inputs() for row in self.running]
         # Chains end in different layers, so with a device map on different devices.
-        picks = head_argmax(self.model, torch.cat([h.to(heads[0].device) for h in heads]))
+        picks = head_argmax(self.model, torch.cat([h.to(heads[0].device) for h in heads]),
+                            fast=fast_numerics(self.running))
         stats = DECODE_STATS
         stats.steps += 1
         stats.row_steps += len(self.running)

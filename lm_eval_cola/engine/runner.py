@@ -12,9 +12,11 @@
   tokens and turns the generated tokens into text: it runs once with no model call to
   capture its decoding calls (``HFLM._model_generate``: prompt, ``max_length``, stop
   sequences, kwargs), and after decoding once per chain to read the tokens back, so the
-  text is exactly what its own path makes of those tokens. When a call is one the
-  greedy decoder cannot answer exactly (sampling, a logits processor, padding, ...) the
-  sample takes lm-eval's own path.
+  text is exactly what its own path makes of those tokens. Both runs reach the runner
+  through ``decoding_by``: it sets the model's ``decode_hook`` for their duration, which a
+  cola model's decoding step consults, so any runner built on a model works. When a call
+  is one the greedy decoder cannot answer exactly (sampling, a logits processor,
+  padding, ...) the sample takes lm-eval's own path.
 
 Where the searcher's reward is graded (``teacher_forcing``), a generation sample's answers
 also carry, per chain, the teacher-forced log-likelihood of texts after its prompt (the
@@ -38,7 +40,6 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval_cola.chains.syntax import Chain
 from lm_eval_cola.compat.lm_eval_private import batch_size_at_least, encode_pair
 from lm_eval_cola.engine.apply import chain_applied
-from lm_eval_cola.engine.batch_generate import DEFAULT_KV_BYTES
 from lm_eval_cola.engine.fast import SampleScorer, pack, score_many
 from lm_eval_cola.engine.fast_generate import (
     BatchGenerator,
@@ -48,10 +49,11 @@ from lm_eval_cola.engine.fast_generate import (
     generate_many,
     usable_call,
 )
+from lm_eval_cola.engine.memory import model_device, resolve_budgets
 from lm_eval_cola.engine.teacher_forced import TeacherForcer, force_many
 
 Responses = list[Any]
-# lm-eval's decoding step, as a cola model's _model_generate is called.
+# lm-eval's decoding step, as a cola model's _model_generate hands it to ``decode_hook``.
 Hook = Callable[[torch.Tensor, int, list[str], dict[str, Any]], torch.Tensor]
 
 
@@ -130,29 +132,30 @@ SampleEvaluator = SampleScorer | SampleDecoder | Callable[[Chain], Responses]
 class ChainRunner:
     """Runs requests of an ``HFLM`` (a cola model) under chains."""
 
-    def __init__(self, lm: HFLM, fast: bool, cache_bytes: int, kv_bytes: int | None = None,
-                 teacher_forcing: bool | None = None):
+    def __init__(self, lm: HFLM, fast: bool, cache_bytes: int | None,
+                 kv_bytes: int | None = None,
+                 teacher_forcing: bool | Callable[[], bool] = False, numerics: str = "exact",
+                 share_prompts: bool = False):
+        """Everything is passed by the caller (the model's settings): the runner reads
+        nothing off ``lm`` but what lm-eval's own request path needs."""
         self.lm = lm
-        # None: on where the model's searcher has a graded reward (read at each sample)
+        # "exact": batch-invariant scores and tokens; "fast": the caps lifted (config.NUMERICS)
+        self.numerics = numerics
+        # a callable is asked at each sample (a caller may swap its searcher between runs)
         self._teacher_forcing = teacher_forcing
         self.fast = fast
-        self.cache_bytes = cache_bytes
-        # generation_kv_bytes: the KV slots of the rows decoding at once (the model's setting)
-        self.kv_bytes = (kv_bytes if kv_bytes is not None else
-                         getattr(getattr(lm, "cola", None), "generation_kv_bytes",
-                                 DEFAULT_KV_BYTES))
+        # prefix_cache_bytes, generation_kv_bytes (the KV slots of the rows decoding at
+        # once): None follows the device's free memory, read now, after the model loaded
+        budgets = resolve_budgets(model_device(lm.model), cache_bytes, kv_bytes)
+        self.cache_bytes, self.kv_bytes = budgets.cache_bytes, budgets.kv_bytes
         # whole prompts, kept across samples: only where the user asked (share_prompts)
-        share = getattr(getattr(lm, "cola", None), "share_prompts", False)
-        self.prompt_cache = PromptCache(cache_bytes) if share else None
-        self._hook: Hook | None = None
+        self.prompt_cache = PromptCache(self.cache_bytes) if share_prompts else None
 
     @property
     def teacher_forcing(self) -> bool:
         """Whether generation answers carry teacher-forced values (the graded score's)."""
-        if self._teacher_forcing is not None:
-            return self._teacher_forcing
-        settings = getattr(getattr(self.lm, "searcher", None), "settings", None)
-        return getattr(settings, "reward", None) == "graded"
+        forcing = self._teacher_forcing
+        return bool(forcing() if callable(forcing) else forcing)
 
     def batches(self, kind: str) -> bool:
         """Whether samples of ``kind`` are best searched side by side (their evaluators
@@ -175,13 +178,13 @@ class ChainRunner:
         if kind == "loglikelihood" and self.fast:
             sample = pack([encode_pair(lm, *r.args) for r in requests], lm.max_length)
             if SampleScorer.usable(lm.model, sample):
-                return SampleScorer(lm.model, sample, lm.device, cache_bytes)
+                return SampleScorer(lm.model, sample, lm.device, cache_bytes, self.numerics)
         forcing = kind == "generate_until" and self.teacher_forcing
         if kind == "generate_until" and self.fast and lm.mixed_precision_dtype is None:
             calls = self._decoding_calls(requests)
             if calls is not None:
                 generator = SampleGenerator(lm.model, lm.tokenizer, cache_bytes,
-                                            self.prompt_cache)
+                                            self.prompt_cache, self.numerics)
                 forcer = (TeacherForcer(lm, requests, True, generator, calls[0].prompt,
                                         self.kv_bytes) if forcing else None)
                 return SampleDecoder(self, requests, calls, generator, self.kv_bytes, forcer)
@@ -206,10 +209,10 @@ class ChainRunner:
 
         self.without_model(requests, capture)
         if not calls:
-            # The model's decoding step never reached this runner's hook: the model routes
-            # it to another runner (``lm.runner`` is not this one).
+            # The model's decoding step never consulted ``decode_hook``: not a cola model
+            # (its _model_generate is lm-eval's own), so nothing could be captured.
             raise RuntimeError("lm-eval's generate_until made no decoding call through this "
-                               "runner; the model's decoding step uses another runner")
+                               "runner; the model's decoding step does not read decode_hook")
         return calls if usable else None
 
     def without_model(self, requests: list, hook: Hook) -> Responses:
@@ -218,26 +221,24 @@ class ChainRunner:
         lm = self.lm
         saved_hook, lm.cache_hook = lm.cache_hook, CacheHook(None)
         try:
-            with self.decoding(hook):
+            with decoding_by(lm, hook):
                 return HFLM.generate_until(lm, requests, disable_tqdm=True)
         finally:
             lm.cache_hook = saved_hook
 
-    @contextmanager
-    def decoding(self, hook: Hook) -> Iterator[None]:
-        self._hook = hook
-        try:
-            yield
-        finally:
-            self._hook = None
 
-    def model_generate(self, context: Any, max_length: int, stop: list[str],
-                       kwargs: dict[str, Any], fallback: Callable[..., Any]) -> Any:
-        """What the cola model's ``_model_generate`` returns: the active hook's answer
-        while one is set (see ``without_model``), else ``fallback``'s."""
-        if self._hook is not None:
-            return self._hook(context, max_length, stop, kwargs)
-        return fallback(context, max_length, stop, **kwargs)
+@contextmanager
+def decoding_by(lm: Any, hook: Hook) -> Iterator[None]:
+    """Inside the block, ``lm.decode_hook`` is ``hook``: a cola model's decoding step
+    (its ``_model_generate``) hands each call to it instead of decoding. The runner that
+    captures or replays installs its own hook on the model it runs, so any runner built on
+    a model decodes through its own fast path; the previous hook comes back after."""
+    saved = getattr(lm, "decode_hook", None)
+    lm.decode_hook = hook
+    try:
+        yield
+    finally:
+        lm.decode_hook = saved
 
 
 def evaluate_many(model: Any, asks: list[tuple[SampleEvaluator, Chain]]) -> list[Responses]:

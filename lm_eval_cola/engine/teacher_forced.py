@@ -158,6 +158,8 @@ def head_logprobs(model: torch.nn.Module, hidden: torch.Tensor, targets: list[in
     ``chunk_tokens`` rows padded to a multiple of ``PAD_MULTIPLE``: as
     ``batch_generate.head_argmax``, so a row's value does not depend on its batch)."""
     out = []
+    # one host-to-device copy, not one a chunk (on CUDA each waits for the device)
+    wanted = torch.tensor(targets, dtype=torch.long, device=hidden.device)
     for begin in range(0, hidden.shape[0], chunk_tokens):
         rows = hidden[begin:begin + chunk_tokens]
         real = rows.shape[0]
@@ -168,7 +170,7 @@ def head_logprobs(model: torch.nn.Module, hidden: torch.Tensor, targets: list[in
             logits = model(input_ids=torch.zeros(1, count, dtype=torch.long, device=device),
                            position_ids=torch.zeros(1, count, dtype=torch.long, device=device),
                            use_cache=False).logits[0, :real]
-        picks = torch.tensor(targets[begin:begin + real], device=logits.device)
+        picks = wanted[begin:begin + real].to(logits.device)
         out.append(torch.log_softmax(logits.float(), dim=-1).gather(1, picks[:, None])[:, 0])
     return torch.cat(out).cpu()
 

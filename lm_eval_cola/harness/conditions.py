@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from lm_eval_cola.results.identity import NEUTRAL_ARGS, EvalIdentity
+from lm_eval_cola.results.identity import NEUTRAL_ARGS, EvalIdentity, deciding_args
 from lm_eval_cola.search.searchers import SEARCHERS
 
 # cola's search-only model_args (the searcher's settings are added to these): they decide
@@ -45,7 +45,8 @@ class RunConditions:
     @classmethod
     def make(cls, model_args: Mapping[str, Any], evaluation: EvalIdentity,
              dtype: Any = None, max_len: Any = None) -> RunConditions:
-        args = {str(k): str(v) for k, v in model_args.items()}
+        # numerics=exact compares as not given (identity.DEFAULT_VALUED_ARGS)
+        args = {str(k): str(v) for k, v in deciding_args(model_args).items()}
         drop = NEUTRAL_ARGS | SEARCH_ARGS | OWN_ARGS | _searcher_setting_names()
         cap = max_len if isinstance(max_len, int) and not isinstance(max_len, bool) else None
         return cls(model_args=tuple(sorted((k, v) for k, v in args.items() if k not in drop)),

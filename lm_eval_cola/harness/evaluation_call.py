@@ -19,11 +19,12 @@ each evaluation fresh.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from lm_eval_cola.errors import UserError
+from lm_eval_cola.results.identity import EvalIdentity
 
 # The keys added to each of lm-eval's logged samples.
 LOG_KEYS = ("cola_chain", "cola_chain_length", "cola_oracle")
@@ -101,3 +102,18 @@ class EvaluationCall:
                     example.update(chosen.log_fields())
                     done += 1
         return done
+
+
+def evaluation_identity(settings: Mapping[str, Any],
+                        chat_template: Callable[[Any], str | None]) -> EvalIdentity:
+    """The run-identity part of lm-eval's prompt and decoding settings (chat template,
+    system instruction, few-shot, gen_kwargs, --samples), as the evaluator hook hands them
+    over; ``chat_template`` is the model's (``HFLM.chat_template``)."""
+    applied = settings.get("apply_chat_template")
+    # the template lm-eval applies and stores (its sha) in the results
+    template = (chat_template(applied) or "") if applied else None
+    return EvalIdentity.make(
+        chat_template=template, system_instruction=settings.get("system_instruction"),
+        fewshot_as_multiturn=bool(settings.get("fewshot_as_multiturn")),
+        num_fewshot=settings.get("num_fewshot"), gen_kwargs=settings.get("gen_kwargs"),
+        samples=settings.get("samples") or None)

@@ -11,11 +11,14 @@ launcher's ``RANK``/``WORLD_SIZE``.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from lm_eval_cola.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,3 +60,26 @@ def launch_ranks(accelerator: Any = None) -> LaunchRanks:
         raise UserError(f"RANK={rank} but WORLD_SIZE={world_size}; allowed: a RANK below "
                         "WORLD_SIZE")
     return LaunchRanks(rank, world_size, "environment")
+
+
+def adopt_launch_ranks(lm: Any) -> None:
+    """HFLM turns data parallel on only with several visible GPUs and numbers ranks by the
+    node-local index: one GPU per process, CPU processes (gloo) and several nodes would
+    search samples twice into colliding records files. Give ``lm`` (an HFLM) the launch's
+    global rank and world size (``launch_ranks``) so each rank searches its share."""
+    from lm_eval_cola.compat.lm_eval_private import set_data_parallel
+
+    accelerator = getattr(lm, "accelerator", None)
+    launched = launch_ranks(accelerator)
+    if accelerator is None and launched.world_size > 1 and lm.device.type == "cpu":
+        raise UserError(
+            f"launched as {launched.world_size} processes (WORLD_SIZE="
+            f"{launched.world_size}) but accelerate does not split them on CPU, so each "
+            "would search every sample into the same records; set ACCELERATE_USE_CPU=true "
+            "(allowed: that, or one process)")
+    if accelerator is None or launched.world_size <= 1:
+        return  # one process, or no accelerate to gather through (tp_plan: all ranks alike)
+    if (lm.rank, lm.world_size) != (launched.rank, launched.world_size):
+        logger.info("data parallel rank %d of %d (from %s)", launched.rank,
+                    launched.world_size, launched.source)
+        set_data_parallel(lm, launched.rank, launched.world_size)

@@ -20,7 +20,8 @@ This one is a whole-chain predictor (in the manner of PoLar, not Dr.LLM's per-la
   its chain does not start with (``executed_length``): the depth a deployment would pay.
 
 ``RouterFile`` is the JSON file ``train-router`` writes and ``cola_router router=FILE``
-reads. This module needs torch only to fit (``fit``).
+reads (``Router.for_model`` checks it against the model). This module needs torch only to
+fit (``fit``) and to route (``Router.route`` reads the model's hidden states).
 """
 
 from __future__ import annotations
@@ -266,12 +267,68 @@ def choose(probabilities: Sequence[float], chains: Sequence[Chain], num_layers: 
     return min(range(len(chains)), key=key)
 
 
+@dataclass
+class RoutingTally:
+    """What a router model reports of its samples: the chains it picked (chain text ->
+    samples), their lengths summed, and the layers run counting the feature layers."""
+
+    picks: dict[str, int] = field(default_factory=dict)
+    chain_layers: int = 0
+    executed_layers: int = 0
+
+    def add(self, chain: Chain, feature_layers: int) -> None:
+        text = format_chain(chain)
+        self.picks[text] = self.picks.get(text, 0) + 1
+        self.chain_layers += len(chain)
+        self.executed_layers += executed_length(chain, feature_layers)
+
+    def model_info(self, num_layers: int) -> dict[str, Any]:
+        """The ``cola_*`` keys of lm-eval's results config for the routed samples."""
+        samples = sum(self.picks.values())
+
+        def ratio(layers: int) -> float | None:
+            return round(layers / samples / num_layers, 4) if samples else None
+
+        return {"cola_router_picks": dict(sorted(self.picks.items(), key=lambda kv: -kv[1])),
+                "cola_chain_length": round(self.chain_layers / samples, 4) if samples else None,
+                "cola_depth_ratio": ratio(self.chain_layers),
+                "cola_executed_depth_ratio": ratio(self.executed_layers)}
+
+
 class Router:
-    """A ``RouterFile`` ready to decide: ``pick(features) -> (index, probabilities)``."""
+    """A ``RouterFile`` ready to decide: ``pick(features) -> (index, probabilities)``;
+    ``route(lm, requests)``: a sample's chain, counted in ``tally``."""
 
     def __init__(self, spec: RouterFile):
         self.spec = spec
         self.chains = spec.chains
+        self.tally = RoutingTally()
+
+    @classmethod
+    def for_model(cls, path: str, num_layers: int, model_config: Any) -> Router:
+        """The router of file ``path``, refused in one line when it was trained for a
+        model of another layer count or hidden size than this one's."""
+        spec = RouterFile.read(path)
+        if spec.num_layers != num_layers:
+            raise UserError(f"router {path} was trained for a {spec.num_layers}-layer model; "
+                            f"this model has {num_layers} layers")
+        config = getattr(model_config, "text_config", None) or model_config
+        hidden_size = getattr(config, "hidden_size", spec.hidden_size)
+        if spec.hidden_size != hidden_size:
+            raise UserError(f"router {path} was trained on hidden size {spec.hidden_size}; "
+                            f"this model's is {hidden_size}")
+        return cls(spec)
+
+    def route(self, lm: Any, requests: Sequence[Any]) -> Chain:
+        """The chain for one sample (an lm-eval model's requests of one document), from
+        its shared prompt's hidden states: never the continuation, never the gold."""
+        from lm_eval_cola.engine.features import hidden_features, prompt_tokens
+
+        layers = self.spec.feature_layers
+        chain = self.chains[self.pick(hidden_features(lm, prompt_tokens(lm, requests),
+                                                      layers))[0]]
+        self.tally.add(chain, layers)
+        return chain
 
     def probabilities(self, features: Sequence[float]) -> list[float]:
         spec = self.spec

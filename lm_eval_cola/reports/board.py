@@ -44,7 +44,6 @@ from typing import Any
 from lm_eval_cola.errors import UserError
 from lm_eval_cola.reports.runs import (
     FULL_MODEL,
-    NEUTRAL_ARGS,
     PRUNING,
     STATIC_CHAIN,
     RunDirError,
@@ -54,6 +53,7 @@ from lm_eval_cola.reports.runs import (
     number,
     run_records,
 )
+from lm_eval_cola.results.identity import deciding_args
 from lm_eval_cola.results.records import Record
 from lm_eval_cola.results.summary import Summary
 
@@ -235,15 +235,14 @@ def _settings_text(run: RunFile) -> tuple[str, int | None]:
     if run.kind == "search" and run.variant != "none":  # none: one chain, no randomness
         parts += [f"budget={budget}"] * (budget is not None)
         parts += [f"seed={run.seed}"] * (run.seed is not None)
-    extra = {k: v for k, v in run.model_args.items()
-             if k not in SHOWN_ARGS and k not in NEUTRAL_ARGS}
+    extra = {k: v for k, v in deciding_args(run.model_args).items() if k not in SHOWN_ARGS}
     parts += [f"{k}={v}" for k, v in sorted(extra.items())]
     parts += run.evaluation.describe()  # chat template, 5-shot, gen_kwargs ...: other rows
     return ", ".join(parts), budget
 
 
 def _family(run: RunFile) -> str:
-    args = {k: v for k, v in run.model_args.items() if k not in NEUTRAL_ARGS and k != "seed"}
+    args = {k: v for k, v in deciding_args(run.model_args).items() if k != "seed"}
     return json.dumps([run.model, run.kind, run.variant, run.oracle, run.lm_eval_model, args,
                        run.limit, run.evaluation.key], sort_keys=True, default=str)
 

@@ -33,11 +33,12 @@ from typing import Any
 
 from lm_eval_cola.chains.syntax import format_chain
 from lm_eval_cola.errors import UserError
-from lm_eval_cola.results.identity import NEUTRAL_ARGS, EvalIdentity
+from lm_eval_cola.results.identity import EvalIdentity, deciding_args
 from lm_eval_cola.results.records import Record, latest_per_sample, read_records
 
-# NEUTRAL_ARGS (model_args that never change a result, left out when deciding which files
-# make one row) lives in identity.py: one list, shared with compare's and table1's checks.
+# Which model_args decide which files make one row (``deciding_args``: less NEUTRAL_ARGS,
+# which never change a result, and numerics=exact, as if not given) lives in identity.py:
+# one rule, shared with compare's and table1's checks and the board.
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class RunFile:
     def key(self) -> tuple[Any, ...]:
         """Files with the same key are one row (one run split over files, or re-runs);
         runs under other prompts or decoding are other rows."""
-        args = {k: v for k, v in self.model_args.items() if k not in NEUTRAL_ARGS}
+        args = deciding_args(self.model_args)  # numerics=exact: as if not given
         # A search's seed may come from lm-eval's --seed rather than model_args: runs with
         # other seeds are other rows (``group_seeds`` then shows them as one seed row).
         seed = self.seed if self.kind == "search" else None

@@ -31,8 +31,26 @@ from typing import Any
 APPLIED = "applied"
 # model_args that never change a result: left out of row keys and of the same-run checks.
 NEUTRAL_ARGS = frozenset({"device", "batch_size", "max_batch_size", "records",
-                          "prefix_cache_bytes", "search_batch", "fast", "parallelize",
-                          "trust_remote_code"})
+                          "prefix_cache_bytes", "generation_kv_bytes", "search_batch",
+                          "fast", "parallelize", "trust_remote_code"})
+# model_args at the value every run had before they existed: at it, left out of row keys,
+# same-run checks and records names as if not given (older runs and records still match);
+# at any other value kept. numerics=fast may change a decision (a near tie rounds the other
+# way), so its runs are other runs.
+DEFAULT_VALUED_ARGS = {"numerics": "exact"}
+
+
+def deciding_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    """``args`` (model_args) less NEUTRAL_ARGS and those at their DEFAULT_VALUED_ARGS
+    value: the ones that may change a result."""
+    return {k: v for k, v in args.items() if k not in NEUTRAL_ARGS
+            and not (k in DEFAULT_VALUED_ARGS and _value_text(v) == DEFAULT_VALUED_ARGS[k])}
+
+
+def numerics_key(numerics: str | None) -> dict[str, str]:
+    """A records name's part for ``numerics``: nothing for exact (or not given), so records
+    of exact runs keep their names; ``{"numerics": value}`` otherwise."""
+    return deciding_args({"numerics": numerics}) if numerics is not None else {}
 
 
 def text_hash(text: str) -> str:

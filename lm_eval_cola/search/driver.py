@@ -23,7 +23,7 @@ from lm_eval_cola import __version__
 from lm_eval_cola.chains.syntax import Chain, format_chain, full_chain
 from lm_eval_cola.compat.lm_eval_private import hash_doc
 from lm_eval_cola.engine.runner import ChainRunner, Evaluations, SampleEvaluator
-from lm_eval_cola.results.identity import EvalIdentity
+from lm_eval_cola.results.identity import EvalIdentity, numerics_key
 from lm_eval_cola.results.records import ChainEntry, NullWriter, Record, RecordWriter, read_records
 from lm_eval_cola.results.summary import Summary
 from lm_eval_cola.search.decoy import Decoy, NoDecoy, draw_decoy, judge_decoy
@@ -122,6 +122,7 @@ class RunFacts:
     extra: dict[str, Any] = field(default_factory=dict)
     # the prompt and decoding settings lm-eval ran with (chat template, few-shot, ...)
     evaluation: EvalIdentity = field(default_factory=EvalIdentity)
+    numerics: str = "exact"  # the engine's numerics= (fast may change a decision)
 
     def config_hash(self) -> str:
         """Identifies what a record depends on, so a resume never mixes configurations."""
@@ -140,6 +141,7 @@ class RunFacts:
                          if v not in (None, "best")})
         # Likewise only where not the default (plain prompts, the task's few-shot, ...):
         # runs under other prompts keep other records; older default runs keep their names.
+        identity.update(numerics_key(self.numerics))  # nothing for exact: names as before
         evaluation = self.evaluation.hash_fields()
         if evaluation:
             identity["evaluation"] = evaluation

@@ -15,7 +15,9 @@ Per-sample seconds are measured here, once: the time spent in the search's own
 ``advance`` calls plus, for each batch, its share (its asks / the batch's asks) of the
 time ``evaluate_many`` took. The shares add up to the run's evaluation time.
 
-Streaming: when ``evaluate_many`` is a ``Stream`` (``submit(tag, asks)``, ``step()`` ->
+One loop serves both kinds of ``evaluate_many``: a plain function is wrapped as a stream
+that answers every submission at each step (``AllAtOnce``). Streaming: when
+``evaluate_many`` is a ``Stream`` (``submit(tag, asks)``, ``step()`` ->
 the ``(tag, answers)`` it completed; ``runner.Evaluations`` is one), a search is advanced
 as soon as its own asks are answered, and its next asks join the work in progress
 (generation: rows join the running decoding batch as others leave), instead of every
@@ -69,44 +71,32 @@ def run_searches(
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
     answered = on_answered or (lambda index, count: None)
-    if isinstance(evaluate_many, Stream):
-        _run_streaming(starts, evaluate_many, on_done, width, answered)
-        return
-    pending = iter(enumerate(starts))
-    flight: list[_InFlight] = []
-    exhausted = False
-    while True:
-        while not exhausted and len(flight) < width:
-            item = next(pending, None)
-            if item is None:
-                exhausted = True
-                break
-            running = _begin(*item)
-            if running.asks is None:
-                on_done(running.index, running.search, running.seconds)
-            else:
-                flight.append(running)
-        if not flight:
-            return
-        asks = [ask for running in flight for ask in running.asks or ()]
-        began = time.perf_counter()
-        answers = evaluate_many(asks)
-        took = time.perf_counter() - began
+    stream = evaluate_many if isinstance(evaluate_many, Stream) else AllAtOnce(evaluate_many)
+    _run_streaming(starts, stream, on_done, width, answered)
+
+
+class AllAtOnce:
+    """A plain ``evaluate_many`` as a ``Stream``: each step answers every submission so far
+    in one call (rounds: every search in flight asks, then all are answered together)."""
+
+    def __init__(self, evaluate_many: Callable[[list[Any]], list[Any]]):
+        self.evaluate_many = evaluate_many
+        self.waiting: list[tuple[Any, list[Any]]] = []
+
+    def submit(self, tag: Any, asks: list[Any]) -> None:
+        self.waiting.append((tag, asks))
+
+    def step(self) -> list[tuple[Any, list[Any]]]:
+        waiting, self.waiting = self.waiting, []
+        asks = [ask for _, own in waiting for ask in own]
+        answers = self.evaluate_many(asks)
         if len(answers) != len(asks):
             raise ValueError(f"evaluate_many gave {len(answers)} answers to {len(asks)} asks")
-        offset = 0
-        still: list[_InFlight] = []
-        for running in flight:
-            count = len(running.asks or ())
-            running.seconds += took * count / len(asks)
-            answered(running.index, count)
-            running.asks = _advance(running, answers[offset:offset + count])
-            offset += count
-            if running.asks is None:
-                on_done(running.index, running.search, running.seconds)
-            else:
-                still.append(running)
-        flight = still
+        done, at = [], 0
+        for tag, own in waiting:
+            done.append((tag, answers[at:at + len(own)]))
+            at += len(own)
+        return done
 
 
 def _begin(index: int, start: Callable[[], Search]) -> _InFlight:

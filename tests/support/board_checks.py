@@ -76,6 +76,18 @@ def check_rows(board: Any, limit: int) -> None:
         assert averages == sorted(averages, reverse=True)
 
 
+
+def check_oracle_rows_in_their_own_table(board: Any) -> None:
+    """In the markdown, every oracle row comes after the oracle heading, every other before."""
+    from lm_eval_cola.reports.render import ORACLE_HEADING, to_markdown
+
+    lines = to_markdown(board).splitlines()
+    oracle_from = lines.index(f"### {ORACLE_HEADING}")
+    for row in board.rows:
+        (number,) = [n for n, line in enumerate(lines)
+                     if line.startswith(f"| {row.model} | {row.variant} |")]
+        assert (number > oracle_from) == row.oracle, row.variant
+
 class PageParser(HTMLParser):
     """What a self-contained page holds: images, scripts, tables, body rows, and anything
     it would load from elsewhere."""

@@ -194,3 +194,13 @@ def load(path: Path) -> dict[str, Any]:
 def results_file(folder: Path) -> Path:
     (path,) = sorted(Path(folder).rglob("results_*.json"))
     return path
+
+
+def one_task_part(data: dict[str, Any], task: str, number: int) -> dict[str, Any]:
+    """A copy of results file ``data`` with ``task`` alone, ``number`` seconds newer: one
+    of the files of a run split by task."""
+    part = json.loads(json.dumps(data))
+    part["results"] = {task: data["results"][task]}
+    part["n-samples"] = {task: data["n-samples"][task]}
+    part["date"] = data["date"] + number
+    return part
