@@ -289,3 +289,27 @@ def private_imports() -> list[str]:
 
 def test_no_module_imports_another_modules_private_name():
     assert private_imports() == []
+
+
+# Private attributes read by name are invisible to the import graph. Outside compat/ only
+# transformers' own config field may be read so (not an lm-eval object).
+PRIVATE_GETATTR = re.compile(r"""getattr\([^,()]+,\s*["'](_[A-Za-z]\w*)["']""")
+PRIVATE_ALLOWED = {"_attn_implementation"}
+
+
+def private_getattrs(text: str) -> list[str]:
+    return [name for name in PRIVATE_GETATTR.findall(text)
+            if not (name.startswith("__") and name.endswith("__"))]
+
+
+def test_private_attributes_are_read_by_name_only_in_compat():
+    found = [f"{path.relative_to(PACKAGE)}: {name}" for path in sorted(PACKAGE.rglob("*.py"))
+             if "compat" not in path.relative_to(PACKAGE).parts
+             for name in private_getattrs(path.read_text())
+             if name not in PRIVATE_ALLOWED]
+    assert not found, found
+
+
+def test_the_private_getattr_check_sees_one():
+    assert private_getattrs('x = getattr(self.task, "_filters", [])') == ["_filters"]
+    assert private_getattrs('getattr(module, "__spec__", None)') == []

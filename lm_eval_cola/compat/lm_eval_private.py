@@ -186,3 +186,13 @@ def hash_doc(doc: Any) -> str:
 
     text = json.dumps(doc, indent=2, default=handle_non_serializable, ensure_ascii=False)
     return hash_string(text)
+
+
+def task_filter_ensembles(task: Any) -> list[Any]:
+    """A ``ConfigurableTask``'s filter ensembles (``_filters``: no public accessor)."""
+    return list(getattr(task, "_filters", []) or [])
+
+
+def task_metric_functions(task: Any) -> dict[str, Any]:
+    """A ``ConfigurableTask``'s metric functions by name (``_metric_fn_list``)."""
+    return dict(getattr(task, "_metric_fn_list", {}) or {})

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lm_eval_cola.compat.lm_eval_private import task_filter_ensembles, task_metric_functions
 from lm_eval_cola.errors import UserError
 from lm_eval_cola.search.forced_text import forced_continuation, likelihood_margin
 
@@ -174,7 +175,7 @@ class TaskJudge:
         return "acc" if self.output_type in ("multiple_choice", "loglikelihood") else "exact_match"
 
     def _pick_filter(self, filter_name: str | None):
-        ensembles = list(getattr(self.task, "_filters", []) or [])
+        ensembles = task_filter_ensembles(self.task)
         if self.output_type != "generate_until":
             return None
         names = [e.name for e in ensembles]
@@ -266,7 +267,7 @@ class TaskJudge:
 
         lls = np.array([float(r[0]) for r in responses])
         choices = [str(c) for c in self.task.doc_to_choice(doc)]
-        metric_fns = getattr(self.task, "_metric_fn_list", {}) or {}
+        metric_fns = task_metric_functions(self.task)
         unconditional = None
         if 2 * len(choices) == len(lls) and "acc_mutual_info" in metric_fns:
             lls, unconditional = lls[:len(choices)], lls[len(choices):]
