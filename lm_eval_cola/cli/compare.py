@@ -180,7 +180,7 @@ def wanted_evaluation(eval_kwargs: dict[str, Any]) -> EvalIdentity:
 def wanted_conditions(model_args: str, eval_kwargs: dict[str, Any]) -> RunConditions:
     """What "the same evaluation" (identity.RunConditions) asks of a run made with these
     model_args and options; what only the run resolves (dtype auto, max_len) is left open."""
-    from lm_eval_cola.reports import parse_model_args as stored_args
+    from lm_eval_cola.reports import stored_model_args as stored_args
 
     return RunConditions.make(stored_args(model_args), wanted_evaluation(eval_kwargs))
 
@@ -193,7 +193,7 @@ def complete_results(variant: Variant, tasks: list[str], limit: Any,
     if not variant.search_folder.is_dir():
         return None
     from lm_eval_cola.reports import RunDirError, read_run_file
-    from lm_eval_cola.reports import parse_model_args as stored_args
+    from lm_eval_cola.reports import stored_model_args as stored_args
 
     wanted = wanted_conditions(variant.model_args, eval_kwargs or {})
     for path in sorted(variant.search_folder.rglob("results*.json"), reverse=True):

@@ -173,9 +173,9 @@ def reused_run(name: str, args: argparse.Namespace, tasks: list[str], limit: Any
     evaluation (see the module docstring)."""
     from lm_eval_cola.reports.runs import (
         find_result_files,
-        parse_model_args,
         read_run_file,
         run_records,
+        stored_model_args,
     )
     from lm_eval_cola.search.driver import without_neutral_settings
 
@@ -184,7 +184,7 @@ def reused_run(name: str, args: argparse.Namespace, tasks: list[str], limit: Any
     if limit is not None and not isinstance(limit, int):
         raise UserError("--reuse needs a whole-number --limit (or none)")
     want = expected_settings(name, args.budget)
-    pretrained = parse_model_args(args.model_args).get("pretrained")
+    pretrained = stored_model_args(args.model_args).get("pretrained")
     if original is not None:
         reference = RunConditions.from_results(original.data, original.model_args)
         whose = "the Original row's"

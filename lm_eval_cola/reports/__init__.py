@@ -24,14 +24,14 @@ from lm_eval_cola.reports.runs import (
     RunDirError,
     RunFile,
     TaskScore,
-    parse_model_args,
     read_run_file,
+    stored_model_args,
 )
 from lm_eval_cola.reports.tables import fmt_score
 
 __all__ = [
     "ORACLE_NOTE", "Board", "Findings", "Rate", "Row", "RunDirError", "RunFile", "TaskScore",
     "add_arguments", "build_board", "combine_summaries", "findings_of", "fmt_score", "main",
-    "parse_model_args", "read_run_file", "report", "run", "to_html", "to_markdown",
+    "stored_model_args", "read_run_file", "report", "run", "to_html", "to_markdown",
     "write_board",
 ]

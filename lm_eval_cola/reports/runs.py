@@ -145,7 +145,7 @@ def _int(value: Any) -> int | None:
     return int(result) if result is not None else None
 
 
-def parse_model_args(value: Any) -> dict[str, str]:
+def stored_model_args(value: Any) -> dict[str, str]:
     """lm-eval stores model_args as given: a ``k=v,k=v`` string or a dict. Values come back
     as text either way, so the two forms of the same arguments compare equal."""
     if isinstance(value, dict):
@@ -323,7 +323,7 @@ def read_run_file(path: Path) -> RunFile:
     data = _read_json(path)
     config = data["config"]
     lm_eval_model = str(config.get("model") or "unknown")
-    args = parse_model_args(config.get("model_args"))
+    args = stored_model_args(config.get("model_args"))
     searcher = bool(config.get("cola_searcher"))
     metric = _text(config.get("cola_oracle_metric")) if searcher else None
     filt = _text(config.get("cola_oracle_filter")) if searcher else None
