@@ -61,6 +61,7 @@ from lm_eval_cola.engine.score_plan import (
     SCORE_STATS,
     Job,
     Step,
+    keep_outputs,
     plan_jobs,
     schedule_layers,
 )
@@ -292,13 +293,8 @@ def _run_layers(model: torch.nn.Module, jobs: list[Job]) -> None:
         SCORE_STATS.real_token_layers += sum(jobs[i].scorer.sample.length for i in step.rows)
         note_layer_output(model, output)
         out = output[0] if isinstance(output, tuple) else output
-        for k, (i, position) in enumerate(zip(step.rows, step.positions, strict=True)):
-            job = jobs[i]
-            row = out[k:k + 1, :job.scorer.length].clone()
-            job.scorer.store.put(job.chain[:position + 1], row)
-            job.deliver(position, row)
-            if position + 1 == len(job.chain):
-                job.final = row
+        keep_outputs(jobs, step, (out[k:k + 1, :jobs[i].scorer.length].clone()
+                                  for k, i in enumerate(step.rows)))
         if last:
             raise LayersDone
         merged = out

@@ -31,7 +31,13 @@ from lm_eval_cola.engine.layer_steps import (
     note_layer_output,
     select_in,
 )
-from lm_eval_cola.engine.score_plan import SCORE_STATS, Job, Step, schedule_layers
+from lm_eval_cola.engine.score_plan import (
+    SCORE_STATS,
+    Job,
+    Step,
+    keep_outputs,
+    schedule_layers,
+)
 
 ATTENTION = "cola_rows"  # our attention function's name in transformers' registry
 
@@ -209,13 +215,8 @@ def run_flat_layers(model: torch.nn.Module, jobs: list[Job]) -> None:
         SCORE_STATS.real_token_layers += x.shape[1]
         note_layer_output(model, output)
         out = output[0] if isinstance(output, tuple) else output
-        for k, (i, position) in enumerate(zip(step.rows, step.positions, strict=True)):
-            job = jobs[i]
-            row = out[:, starts[k]:starts[k] + layout.lengths[i]].clone()
-            job.scorer.store.put(job.chain[:position + 1], row)
-            job.deliver(position, row)
-            if position + 1 == len(job.chain):
-                job.final = row
+        keep_outputs(jobs, step, (out[:, starts[k]:starts[k] + layout.lengths[i]].clone()
+                                  for k, i in enumerate(step.rows)))
         if last:
             raise LayersDone
         merged = out

@@ -16,7 +16,7 @@ of its layer calls, and, under ``numerics="fast"``, its padded inputs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -150,3 +150,15 @@ def schedule_layers(jobs: Sequence[Any]) -> tuple[Chain, list[Step]]:
         steps.append(Step(rows, [at[i] for i in rows]))
         for i in rows:
             at[i] += 1
+
+
+def keep_outputs(jobs: list[Job], step: Step, rows: Iterable[torch.Tensor]) -> None:
+    """Each stepped chain's layer output (``rows``, in ``step.rows`` order): stored as that
+    chain prefix, handed to the chains waiting on it, and kept as the chain's final hidden
+    state at its last position. One rule for the padded and the flat layouts."""
+    for i, position, row in zip(step.rows, step.positions, rows, strict=True):
+        job = jobs[i]
+        job.scorer.store.put(job.chain[:position + 1], row)
+        job.deliver(position, row)
+        if position + 1 == len(job.chain):
+            job.final = row
