@@ -34,7 +34,6 @@ against depth and the identity chain against plain lm-eval (log-likelihood tasks
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import dataclasses
 import logging
@@ -42,7 +41,6 @@ import os
 import platform
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -50,13 +48,13 @@ import torch
 
 def build(task_name: str, limit: int, model_args: dict, max_gen_toks: int | None = None):
     import lm_eval.tasks  # noqa: F401  (the start-up hook patches local data in)
-    from lm_eval.tasks import TaskManager, get_task_dict
+    from lm_eval.tasks import TaskManager
 
     from lm_eval_cola.deploy.calibrate import FEWSHOT_SEED
     from lm_eval_cola.harness.models import ColaHFLM
 
     lm = ColaHFLM(searcher="mcts", **model_args)
-    task = get_task_dict([task_name], TaskManager())[task_name]
+    task = TaskManager().load([task_name])["tasks"][task_name]
     if max_gen_toks is not None and task.OUTPUT_TYPE == "generate_until":
         task.config.generation_kwargs["max_gen_toks"] = max_gen_toks
     # as simple_evaluate does: an unseeded few-shot sampler picks other examples each run
@@ -88,6 +86,7 @@ class Measured:
     token_layers: int
     rows_per_call: float | None
     notes: list[str]
+    peak_bytes: int | None = None  # CUDA: the most memory allocated during the row
 
     @property
     def evaluations(self) -> int:
@@ -104,23 +103,6 @@ def fresh_runner(lm, config: Config, kv_bytes: int | None):
     if kv_bytes is not None:
         runner.kv_bytes = kv_bytes
     return runner
-
-
-@contextlib.contextmanager
-def model_runner(lm, runner) -> Iterator[None]:
-    """``runner`` as the model's own while it runs. Where the model's decoding step asks
-    its own runner for the fast decoder's hook this is needed; where the runner installs
-    its hook itself while decoding, it changes nothing."""
-    saved = getattr(lm, "runner", None)
-    try:
-        lm.runner = runner
-    except AttributeError:  # a read-only runner: the model routes decoding otherwise
-        yield
-        return
-    try:
-        yield
-    finally:
-        lm.runner = saved
 
 
 def run_config(lm, samples, config: Config, budget: int, search_batch: int,
@@ -145,13 +127,19 @@ def run_config(lm, samples, config: Config, budget: int, search_batch: int,
     DECODE_STATS.reset()
     SCORE_STATS.reset()
     profiler = cProfile.Profile() if profile else None
+    on_cuda = lm.device.type == "cuda"
+    if on_cuda:  # time the row's own work: nothing queued before, all of it finished after
+        torch.cuda.synchronize(lm.device)
+        torch.cuda.reset_peak_memory_stats(lm.device)
     started, cpu = time.perf_counter(), time.process_time()
-    with model_runner(lm, runner):
-        if profiler is not None:
-            profiler.enable()
-        records = driver.run(kind, todo)
-        if profiler is not None:
-            profiler.disable()
+    # the runner installs its own decoding hook while it runs (engine.runner.decoding_by)
+    if profiler is not None:
+        profiler.enable()
+    records = driver.run(kind, todo)
+    if profiler is not None:
+        profiler.disable()
+    if on_cuda:
+        torch.cuda.synchronize(lm.device)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     if config.fast and kind == "generate_until" and not DECODE_STATS.steps:
         raise RuntimeError("the fast run decoded nothing in batches: generation took "
@@ -163,7 +151,8 @@ def run_config(lm, samples, config: Config, budget: int, search_batch: int,
     token_layers, per_call, notes = work_of(lm, samples, by_doc, config, kind,
                                             SCORE_STATS.copy(), DECODE_STATS.copy())
     print(f"{config.label}: {wall:.1f} s wall, {cpu:.1f} s cpu", flush=True)
-    return Measured(config, by_doc, wall, cpu, token_layers, per_call, notes)
+    peak = torch.cuda.max_memory_allocated(lm.device) if on_cuda else None
+    return Measured(config, by_doc, wall, cpu, token_layers, per_call, notes, peak)
 
 
 def work_of(lm, samples, records, config: Config, kind: str, scores, decoding
@@ -203,6 +192,11 @@ def decisions(measured: Measured) -> dict[tuple[int, str], tuple[Any, bool]]:
             for doc, record in measured.records.items() for entry in record.chains}
 
 
+def scores(measured: Measured) -> dict[tuple[int, str], Any]:
+    return {(doc, entry["chain"]): entry.get("score")
+            for doc, record in measured.records.items() for entry in record.chains}
+
+
 def findings(record, num_layers: int) -> tuple[bool, bool, bool]:
     """A sample's part in the paper's findings: full chain right, best chain right, and
     a shorter right chain where the full chain is right."""
@@ -213,9 +207,15 @@ def findings(record, num_layers: int) -> tuple[bool, bool, bool]:
 def agreement(asked: Measured, reference: Measured, num_layers: int) -> dict[str, Any]:
     mine, theirs = decisions(asked), decisions(reference)
     common = sorted(set(mine) & set(theirs))
+    my_scores, their_scores = scores(asked), scores(reference)
     docs = sorted(reference.records)
     return {
         "same": sum(mine[k] == theirs[k] for k in common), "common": len(common),
+        # the score a chain was ranked by, compared bit for bit (exact numerics promise it)
+        "bitwise": sum(my_scores[k] == their_scores[k] for k in common),
+        "max_diff": max((abs(my_scores[k] - their_scores[k]) for k in common
+                         if my_scores[k] is not None and their_scores[k] is not None),
+                        default=0.0),
         "best": sum(asked.records[d].best_chain == reference.records[d].best_chain
                     for d in docs),
         "findings": sum(findings(asked.records[d], num_layers)
@@ -229,7 +229,8 @@ def agreement_line(label: str, reference: str, found: dict[str, Any]) -> str:
     return (f"{label} against {reference}: {found['same']}/{found['common']} common "
             f"evaluations with the same decision ({share:.2f}%), {found['best']}/"
             f"{found['samples']} samples with the same best chain, {found['findings']}/"
-            f"{found['samples']} with the same findings")
+            f"{found['samples']} with the same findings; scores: {found['bitwise']}/"
+            f"{found['common']} bitwise equal, max difference {found['max_diff']:.2e}")
 
 
 def configs(parallel: int, numerics: str) -> list[Config]:
@@ -248,6 +249,11 @@ def search(lm, samples, args) -> None:
     # the model's setting, wherever its config keeps it
     search_batch = args.search_batch or getattr(getattr(lm.cola, "engine", lm.cola),
                                                 "search_batch", 16)
+    if lm.device.type == "cuda":
+        # the first forward on a device pays one-off costs (kernel choice, library set-up):
+        # not the naive row's alone
+        with torch.no_grad():
+            lm.model(torch.ones(1, 16, dtype=torch.long, device=lm.device))
     measured = []
     rows = configs(args.parallel, args.numerics)
     for config in rows:
@@ -258,17 +264,21 @@ def search(lm, samples, args) -> None:
     rate = {m.config.label: m.evaluations / m.wall for m in measured}
     print(f"\nmcts {searcher_args or '(default space)'}, budget {args.budget}, "
           f"{len(samples)} samples, search_batch {search_batch} (fast rows)")
-    print("| path | wall s | cpu s | evaluations | eval/s | speed-up (wall) | token-layers "
+    print("| path | wall s | s / sample | cpu s | evaluations | eval/s | speed-up (wall) "
+          "| token-layers "
           "| rows per layer call |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m in measured:
         rows_text = f"{m.rows_per_call:.1f}" if m.rows_per_call is not None else "-"
-        print(f"| {m.config.label} | {m.wall:.1f} | {m.cpu:.1f} | {m.evaluations} | "
+        print(f"| {m.config.label} | {m.wall:.1f} | {m.wall / len(samples):.3f} | "
+              f"{m.cpu:.1f} | {m.evaluations} | "
               f"{rate[m.config.label]:.2f} | {rate[m.config.label] / rate['naive']:.2f}x | "
-              f"{m.token_layers:,} | {rows_text} |")
+              f"{f'{m.token_layers:,}' if m.token_layers else '-'} | {rows_text} |")
     for m in measured:
         for note in m.notes:
             print(f"{m.config.label}: {note}")
+        if m.peak_bytes is not None:
+            print(f"{m.config.label}: peak CUDA memory allocated {m.peak_bytes / 2**30:.2f} GiB")
     layers = lm.num_layers
     print(agreement_line("exact W=1", "naive", agreement(measured[1], naive, layers)))
     asked = measured[-1]

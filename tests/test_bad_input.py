@@ -337,3 +337,13 @@ def test_lm_eval_command_refuses_predict_only_with_a_searcher(tiny_llama_dir, re
     assert "Loading weights" not in done.stderr  # refused before the model loads
     assert records.read_bytes() == before
     assert [p.name for p in output.rglob("*")] == ["earlier_results.json"]
+
+
+def test_an_unknown_task_loaded_by_name_is_refused_in_one_line():
+    """A task the judges load by name (verify, a model driven outside lm-eval's evaluator)
+    that lm-eval does not know: one UserError naming it, not lm-eval's KeyError."""
+    from lm_eval_cola.search.judge import TaskJudges
+
+    judges = TaskJudges(None, None, expect_attached=False)
+    with pytest.raises(UserError, match="task 'no_such_task_xyz' not found"):
+        judges.task("no_such_task_xyz")

@@ -61,7 +61,6 @@ class Judgement:
     answer: Any = None
 
 
-@functools.cache
 @functools.lru_cache(maxsize=4)
 def task_manager(include_path: str | None = None) -> Any:
     """One lm-eval TaskManager per include path: building one indexes every task (slow).
@@ -112,10 +111,12 @@ class TaskJudges:
                     "hook is off: LM_EVAL_COLA_NO_AUTOLOAD, or no lm_eval_cola.pth); loading "
                     "task %r by name, so it is judged by a task object of our own, which "
                     "may differ from the one lm-eval scores with", name)
-            from lm_eval.tasks import get_task_dict
-
-            self.tasks.update(flatten_tasks(get_task_dict([name], task_manager(
-                self.include_path))))
+            # TaskManager.load (lm-eval >= 0.4.13; get_task_dict is deprecated there)
+            try:
+                loaded = task_manager(self.include_path).load([name])
+            except KeyError:
+                loaded = {"tasks": {}}  # an unknown name: refused below in one line
+            self.tasks.update(flatten_tasks(loaded["tasks"]))
         if name not in self.tasks:
             raise UserError(f"task {name!r} not found; custom tasks need include_path=<dir>")
         return self.tasks[name]
