@@ -28,8 +28,7 @@ Outcome = Callable[[Record], bool]
 MEASURES: list[tuple[str, Outcome, Outcome]] = [
     ("oracle accuracy", lambda r: True, lambda r: r.best_correct),
     ("fixed when wrong", lambda r: not r.full_correct, lambda r: r.best_correct),
-    ("shorter when right", lambda r: r.full_correct,
-     lambda r: r.best_correct and r.best_length < r.num_layers),
+    ("shorter when right", lambda r: r.full_correct, lambda r: r.shortened),
 ]
 
 
@@ -67,11 +66,8 @@ def paired(reference: list[Record], other: list[Record], among: Outcome,
     """Per-sample pairs (this run's outcome, the reference's) over samples ``among`` picks
     in the reference; the full chain is the same in both (same model, exact numerics),
     so ``among`` picks the same samples in either."""
-    pairs = [(outcome(o), outcome(r)) for r, o in zip(reference, other, strict=True)
-             if among(r)]
-    return Paired(both=sum(a and b for a, b in pairs), gold_only=sum(a and not b for a, b in pairs),
-                  decoy_only=sum(b and not a for a, b in pairs),
-                  neither=sum(not a and not b for a, b in pairs))
+    return Paired.from_pairs((outcome(o), outcome(r))
+                             for r, o in zip(reference, other, strict=True) if among(r))
 
 
 def report(paths: Sequence[str], limit: int | None) -> list[str]:

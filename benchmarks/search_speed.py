@@ -187,39 +187,37 @@ def work_of(lm, samples, records, config: Config, kind: str, scores, decoding
     return decoding.token_layers, rows, notes
 
 
-def decisions(measured: Measured) -> dict[tuple[int, str], tuple[Any, bool]]:
-    return {(doc, entry["chain"]): (entry["answer"], entry["correct"])
+def chain_entries(measured: Measured) -> dict[tuple[int, str], dict[str, Any]]:
+    """Every evaluated chain's record entry, by (doc id, chain)."""
+    return {(doc, entry["chain"]): entry
             for doc, record in measured.records.items() for entry in record.chains}
 
 
-def scores(measured: Measured) -> dict[tuple[int, str], Any]:
-    return {(doc, entry["chain"]): entry.get("score")
-            for doc, record in measured.records.items() for entry in record.chains}
-
-
-def findings(record, num_layers: int) -> tuple[bool, bool, bool]:
+def findings(record) -> tuple[bool, bool, bool]:
     """A sample's part in the paper's findings: full chain right, best chain right, and
     a shorter right chain where the full chain is right."""
-    return (record.full_correct, record.best_correct,
-            record.full_correct and record.best_correct and record.best_length < num_layers)
+    return record.full_correct, record.best_correct, record.full_correct and record.shortened
 
 
-def agreement(asked: Measured, reference: Measured, num_layers: int) -> dict[str, Any]:
-    mine, theirs = decisions(asked), decisions(reference)
+def agreement(asked: Measured, reference: Measured) -> dict[str, Any]:
+    mine, theirs = chain_entries(asked), chain_entries(reference)
     common = sorted(set(mine) & set(theirs))
-    my_scores, their_scores = scores(asked), scores(reference)
+    pairs = [(mine[k], theirs[k]) for k in common]
+    scored = [(a["score"], b["score"]) for a, b in pairs
+              if a.get("score") is not None and b.get("score") is not None]
     docs = sorted(reference.records)
     return {
-        "same": sum(mine[k] == theirs[k] for k in common), "common": len(common),
-        # the score a chain was ranked by, compared bit for bit (exact numerics promise it)
-        "bitwise": sum(my_scores[k] == their_scores[k] for k in common),
-        "max_diff": max((abs(my_scores[k] - their_scores[k]) for k in common
-                         if my_scores[k] is not None and their_scores[k] is not None),
-                        default=0.0),
+        # the decision: the chosen answer and its correctness
+        "same": sum((a["answer"], a["correct"]) == (b["answer"], b["correct"])
+                    for a, b in pairs),
+        "common": len(common),
+        # the score a chain was ranked by, compared bit for bit
+        "bitwise": sum(a.get("score") == b.get("score") for a, b in pairs),
+        "max_diff": max((abs(a - b) for a, b in scored), default=0.0),
         "best": sum(asked.records[d].best_chain == reference.records[d].best_chain
                     for d in docs),
-        "findings": sum(findings(asked.records[d], num_layers)
-                        == findings(reference.records[d], num_layers) for d in docs),
+        "findings": sum(findings(asked.records[d]) == findings(reference.records[d])
+                        for d in docs),
         "samples": len(docs),
     }
 
@@ -279,11 +277,10 @@ def search(lm, samples, args) -> None:
             print(f"{m.config.label}: {note}")
         if m.peak_bytes is not None:
             print(f"{m.config.label}: peak CUDA memory allocated {m.peak_bytes / 2**30:.2f} GiB")
-    layers = lm.num_layers
-    print(agreement_line("exact W=1", "naive", agreement(measured[1], naive, layers)))
+    print(agreement_line("exact W=1", "naive", agreement(measured[1], naive)))
     asked = measured[-1]
     reference = naive if asked.config.numerics == "exact" else measured[-2]
-    found = agreement(asked, reference, layers)
+    found = agreement(asked, reference)
     if asked is not measured[1]:
         print(agreement_line(asked.config.label, reference.config.label, found))
     print(f"speed-up: {rate[asked.config.label] / rate['naive']:.2f}x "

@@ -3,8 +3,6 @@ that the carried wheels meet every requirement on the GPU machine."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,24 +10,13 @@ import torch
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+from tests.support.scripts import load_script
 from tests.support.tiny_models import tiny_tokenizer
 
 pytestmark = pytest.mark.tiny
 
-KIT = Path(__file__).parents[1] / "benchmarks" / "gpu"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"gpu_kit_{name}", KIT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look their module up by name (string annotations)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-make = _load("make_random_model")
-wheels = _load("check_wheels")
+make = load_script("benchmarks/gpu/make_random_model.py")
+wheels = load_script("benchmarks/gpu/check_wheels.py")
 
 
 @pytest.fixture(scope="module")

@@ -228,3 +228,9 @@ def test_no_control_and_old_summaries_give_no_paired_test():
     merged = read.merge(Summary.from_records(synthetic()))
     assert merged.as_dict()["fixed_vs_decoy"] is None  # unknown pairs poison the test
     assert Summary.from_dict(merged.as_dict()) == merged
+
+
+def test_from_pairs_counts_each_kind_of_pair():
+    pairs = [(True, True)] * 3 + [(True, False)] * 2 + [(False, True)] + [(False, False)] * 4
+    assert Paired.from_pairs(pairs) == Paired(both=3, gold_only=2, decoy_only=1, neither=4)
+    assert Paired.from_pairs([]) == Paired(0, 0, 0, 0)

@@ -3,7 +3,6 @@ sample on the samples all of them searched, and runs differing otherwise are ref
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,13 +10,11 @@ import pytest
 
 from lm_eval_cola.errors import UserError
 from tests.support.record_rows import RECORD
+from tests.support.scripts import load_script
 
 pytestmark = pytest.mark.quick
 
-_SPEC = importlib.util.spec_from_file_location(
-    "parallel_quality", Path(__file__).parents[1] / "benchmarks" / "parallel_quality.py")
-quality = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(quality)
+quality = load_script("benchmarks/parallel_quality.py")
 
 
 def _write(path: Path, outcomes: list[tuple[bool, bool, int]], **settings) -> str:

@@ -150,7 +150,7 @@ fi
 
 # Per row: seconds per sample = the row's wall seconds / the samples of its run (the log's
 # "model: ...; task T, N samples" line), the wall seconds taken as evaluations / (eval/s)
-# (the table gives eval/s to 4 digits, wall to 0.1 s). Model loading and task building
+# (the table gives wall to 0.1 s, eval/s to 0.01: finer at GPU rates). Model loading and task building
 # are not in it.
 python3 - "$OUT" >> "$SUMMARY" <<'EOF'
 import csv, pathlib, re, sys

@@ -94,6 +94,12 @@ class Record:
     def depth_ratio(self) -> float:
         return self.best_length / self.num_layers
 
+    @property
+    def shortened(self) -> bool:
+        """The best chain is right and shorter than the full chain: on a sample the full
+        chain gets right, the "shorter when right" finding."""
+        return bool(self.best_correct and self.best_length < self.num_layers)
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -9,7 +9,8 @@ with these too.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +128,14 @@ class Paired:
     gold_only: int
     decoy_only: int
     neither: int
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[bool, bool]]) -> Paired:
+        """Counted from per-sample pairs (first outcome, second outcome): the first plays
+        the gold's part, the second the decoy's (any two outcomes on the same samples)."""
+        counts = Counter((bool(first), bool(second)) for first, second in pairs)
+        return cls(both=counts[True, True], gold_only=counts[True, False],
+                   decoy_only=counts[False, True], neither=counts[False, False])
 
     @property
     def n(self) -> int:

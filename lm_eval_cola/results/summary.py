@@ -137,7 +137,7 @@ class Summary:
     def add(self, record: Record, per_task: bool = True) -> None:
         self.samples += 1
         self.tasks.add(record.task)
-        shortened = bool(record.best_correct and record.best_length < self.num_layers)
+        shortened = record.shortened
         if record.full_correct:
             self.right += 1
             self.right_shortened += int(shortened)
