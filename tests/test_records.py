@@ -84,6 +84,8 @@ def test_summary_findings_intervals_and_control():
     assert s["decoy_reached_when_wrong"] == 0.5 and s["decoy_shortened_when_right"] == 0.5
     assert s["decoy_reached_when_wrong_ci"] == interval(1, 2)
     assert s["total_decoy_evaluations"] == 12
+    # the one right sample the decoy shortened kept no length (``shortened`` only)
+    assert s["decoy_shortened_measured"] == 0 and s["decoy_depth_ratio_shortened"] is None
     per_task = s["per_task"]
     assert sorted(per_task) == ["arc_challenge", "gsm8k"]
     assert per_task["gsm8k"]["samples"] == 2 and per_task["gsm8k"]["fixed_when_wrong"] == 0.5
@@ -94,6 +96,25 @@ def test_summary_findings_intervals_and_control():
                 "full_chain_accuracy", "mean_depth_ratio", "mean_evaluations",
                 "total_search_seconds", "seconds_per_sample", "total_best_length"):
         assert key in s
+
+
+def test_decoy_depth_is_the_decoy_shortest_chains_over_its_own_samples():
+    """Right samples only, and only those the decoy shortened: 2 and 3 of 4 layers, by
+    ``shortest`` and by the decoy's chains; a full-length decoy hit and a wrong sample's
+    decoy do not count."""
+    rows = [
+        record(doc_id=0, decoy={**decoy(True), "shortest": 2}),
+        record(doc_id=1, decoy={**decoy(True), "chains": [
+            {"correct": True, "length": 5}, {"correct": True, "length": 3},
+            {"correct": False, "length": 1}]}),
+        record(doc_id=2, decoy={**decoy(True), "shortest": 4}),  # as long as the full chain
+        record(doc_id=3, full_correct=False, best_correct=False,
+               decoy={**decoy(True), "shortest": 1}),
+    ]
+    s = Summary.from_records(rows).as_dict()
+    assert (s["decoy_full_right"], s["decoy_right_shortened"]) == (3, 2)
+    assert (s["decoy_shortened_measured"], s["total_decoy_shortened_length"]) == (2, 5)
+    assert s["decoy_depth_ratio_shortened"] == 0.625  # (2 + 3) / (2 * 4)
 
 
 def test_merge_and_round_trip_are_exact():

@@ -106,6 +106,8 @@ def test_the_decoy_control_sits_beside_each_finding(decoy_board):
         assert head.index("Decoy shortened (right)") == head.index("Shorter when right") + 1
         assert head.index("Decoy reached (wrong)") == head.index("Fixed when wrong") + 1
     head, body = task_table(board)
+    assert head.index("Decoy depth shortened") == head.index("Depth shortened") + 1
+    measured = 0
     for cells in body:
         task, variant = cells[0][0], cells[2][0].partition(" (")[0]
         (row,) = [r for r in board.rows if r.variant == variant]
@@ -116,11 +118,18 @@ def test_the_decoy_control_sits_beside_each_finding(decoy_board):
         wrong = [r for r in records if not r.full_correct]
         reached = rate_text(sum(r.decoy["reached"] for r in wrong), len(wrong))
         shortened = rate_text(sum(r.decoy["shortened"] for r in right), len(right))
+        # how short the decoy's shortest chains are, over the right samples it shortened
+        # that kept a length
+        lengths = [r.decoy["shortest"] for r in right if r.decoy.get("shortest") is not None]
+        depth = f"{sum(lengths) / len(lengths) / NUM_LAYERS:.3f}" if lengths else "—"
         if variant == "mcts":
             assert records and cells[head.index("Decoy reached (wrong)")][0] == reached
             assert cells[head.index("Decoy shortened (right)")][0] == shortened
+            assert cells[head.index("Decoy depth shortened")][0] == depth
+            measured += len(lengths)
         else:  # no control in that run: no rate, rather than 0%
             assert cells[head.index("Decoy reached (wrong)")][0] == "—"
+    assert measured > 0  # the fixture has decoy lengths to average
     # the pooled row: the counts its results file wrote
     head, body = board_table(board, oracle=True)
     (mcts,) = [cells for cells in body if cells[1][0] == "mcts"]

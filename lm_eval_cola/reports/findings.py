@@ -218,6 +218,8 @@ class Findings:
     shorter_vs_decoy: Any = None
     fixed_vs_decoy: Any = None
     no_decoy: Any = None
+    # the depth ratio of the decoy's shortest chains on the right samples it shortened
+    decoy_depth_shortened: Any = None
     seeds: int = 1
 
     @property
@@ -245,6 +247,9 @@ class Findings:
             shorter_vs_decoy=Versus(shorter) if shorter is not None else None,
             fixed_vs_decoy=Versus(fixed) if fixed is not None else None,
             no_decoy=NoDecoy(s.no_decoy_right, s.no_decoy_wrong) if decoy else None,
+            decoy_depth_shortened=Number(_mean(s.total_decoy_shortened_length,
+                                               s.decoy_shortened_measured * layers))
+            if decoy else None,
         )
 
     @classmethod
@@ -313,5 +318,5 @@ def findings_of(row: Any, task: str | None = None) -> Findings | None:
     if found is not None and not row.oracle:  # no gold chose its chains: nothing found
         found = replace(found, shorter=None, fixed=None, decoy_shortened=None,
                         decoy_reached=None, shorter_vs_decoy=None, fixed_vs_decoy=None,
-                        no_decoy=None)
+                        no_decoy=None, decoy_depth_shortened=None)
     return found

@@ -47,13 +47,14 @@ FINDING_COLUMNS = [
     ("No decoy", "no_decoy", "no_decoy_samples"),
     ("Depth", "depth", "depth_ratio"),
     ("Depth shortened", "depth_shortened", "depth_ratio_shortened"),
+    ("Decoy depth shortened", "decoy_depth_shortened", "decoy_depth_ratio_shortened"),
     ("Depth fixed", "depth_fixed", "depth_ratio_fixed"),
     ("Edits", "edits", "mean_edits"),
     ("Evals/sample", "evaluations", "evaluations_per_sample"),
     ("Layers/sample", "evaluated_layers", "evaluated_layers_per_sample"),
 ]
 DECOY_FIELDS = ("decoy_shortened", "decoy_reached", "shorter_vs_decoy", "fixed_vs_decoy",
-                "no_decoy")
+                "no_decoy", "decoy_depth_shortened")
 CSV_FINDINGS = [("full_chain_accuracy", "full_chain")] + [
     (name, attr) for _, attr, name in FINDING_COLUMNS]
 # The paired test's rule, stated wherever its columns are.
@@ -222,7 +223,8 @@ def notes(board: Board) -> list[str]:
             "some chain right. Decoy (chance control, where the run has one): the same search "
             "toward a wrong answer; reached (wrong) and shortened (right, a chain shorter than "
             "the full chain answers the decoy) are its rates over the samples with a decoy. "
-            "Depth shortened / fixed: depth of those samples' best chains. Edits: "
+            "Depth shortened / fixed: depth of those samples' best chains; decoy depth "
+            "shortened: of the decoy's shortest chains, on the right samples it shortened. Edits: "
             "mean edit distance of the best chain from the full chain. Layers/sample: layers "
             "evaluated per sample (the search's cost). The per-task table is the main one; the "
             "oracle table pools a row's tasks.")

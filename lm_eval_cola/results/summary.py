@@ -10,7 +10,8 @@ cost in evaluated layers, and the chains with non-finite scores. With ``control=
 the decoy's rates: the share of wrong samples where the search reached a wrong decoy
 answer, and of right samples where a chain at least ``min_shorter`` layers shorter gave it
 (see ``lm_eval_cola.search.decoy``), over the samples that have a decoy (the control ran on every
-sample, but some have none to draw: ``no_decoy_right`` / ``no_decoy_wrong``). Each of
+sample, but some have none to draw: ``no_decoy_right`` / ``no_decoy_wrong``), and the depth
+ratio of the decoy's shortest chains beside the gold's (``decoy_depth_ratio_shortened``). Each of
 those rates is set beside its finding on the same samples by a paired test
 (``fixed_vs_decoy``, ``shorter_vs_decoy``: ``stats.Paired``): the per-sample pairs (gold
 outcome, decoy outcome), their discordant counts, exact McNemar and the paired difference
@@ -129,6 +130,11 @@ class Summary:
     no_decoy_right: int = counter("no_decoy_right")
     no_decoy_wrong: int = counter("no_decoy_wrong")
     decoy_unpaired: int = counter("decoy_unpaired")
+    # How short the decoy's shortened chains are (issue #21's ARC runs: as short as the
+    # gold's): the lengths of the shortest chains answering the decoy over the right samples
+    # the decoy shortened, and those samples (records that kept no length are left out)
+    total_decoy_shortened_length: int = counter("total_decoy_shortened_length")
+    decoy_shortened_measured: int = counter("decoy_shortened_measured")
     # One summary a task, filled by ``add`` and kept through ``merge`` and ``from_dict``.
     # Not compared: two summaries are equal when their counts are (a results file keeps
     # each task's time rounded, the records keep it exact).
@@ -172,6 +178,10 @@ class Summary:
                 self.decoy_right_shortened += int(by_decoy)
                 self.decoy_right_shorter += int(shortened)
                 self.decoy_right_both += int(shortened and by_decoy)
+                shortest = decoy_shortest(decoy, self.num_layers)
+                if by_decoy and shortest is not None:
+                    self.total_decoy_shortened_length += shortest
+                    self.decoy_shortened_measured += 1
             else:
                 reached = bool(decoy.get("reached"))
                 self.decoy_full_wrong += 1
@@ -282,6 +292,9 @@ class Summary:
                                                  self.decoy_full_right),
             "decoy_shortened_when_right_ci": interval(self.decoy_right_shortened,
                                                       self.decoy_full_right),
+            # beside depth_ratio_shortened: the decoy's shortest chains, over its own samples
+            "decoy_depth_ratio_shortened": _mean(self.total_decoy_shortened_length,
+                                                 self.decoy_shortened_measured * layers),
             # each finding beside its decoy rate on the same samples, by the paired test
             # (None without a decoy); the finding above is over all samples
             "fixed_vs_decoy": _paired_dict(self.paired_fixed()),
@@ -345,17 +358,26 @@ def _paired_dict(paired: Paired | None) -> dict[str, Any] | None:
     return None if paired is None else paired.as_dict()
 
 
+def decoy_shortest(decoy: dict[str, Any], num_layers: int) -> int | None:
+    """The length of the shortest chain shorter than the full chain that answers a right
+    sample's decoy: from ``shortest`` where the record has it, else from its chains; None
+    when there is none, or the record kept no length (``shortened`` only)."""
+    if "shortest" in decoy:
+        shortest = decoy["shortest"]
+        return int(shortest) if shortest is not None and int(shortest) < num_layers else None
+    lengths = [int(c.get("length", num_layers)) for c in decoy.get("chains") or ()
+               if c.get("correct")]
+    shorter = [n for n in lengths if n < num_layers]
+    return min(shorter) if shorter else None
+
+
 def decoy_shortened(decoy: dict[str, Any], num_layers: int) -> bool:
     """Whether a right sample's decoy search found a chain shorter than the full chain that
     answers the decoy: the finding's own rule. From ``shortest`` where the record has it,
     else from its chains (records that counted ``shortened`` as 2 or more layers shorter,
     before ``shortest`` was added), else its ``shortened`` as written."""
-    if "shortest" in decoy:
-        return decoy["shortest"] is not None and int(decoy["shortest"]) < num_layers
-    chains = decoy.get("chains")
-    if chains:
-        return any(c.get("correct") and int(c.get("length", num_layers)) < num_layers
-                   for c in chains)
+    if "shortest" in decoy or decoy.get("chains"):
+        return decoy_shortest(decoy, num_layers) is not None
     return bool(decoy.get("shortened"))
 
 

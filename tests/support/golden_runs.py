@@ -51,7 +51,10 @@ NEW_FIELDS = ("schema", "oracle", "model", "total_best_length", "total_evaluatio
               # the paired test of each finding against its decoy, and the no-decoy samples
               "fixed_vs_decoy", "shorter_vs_decoy", "decoy_wrong_fixed", "decoy_wrong_both",
               "decoy_right_shorter", "decoy_right_both", "no_decoy_right", "no_decoy_wrong",
-              "decoy_unpaired")
+              "decoy_unpaired",
+              # how short the decoy's shortest chains are (issue #21's ARC runs)
+              "total_decoy_shortened_length", "decoy_shortened_measured",
+              "decoy_depth_ratio_shortened")
 
 
 def run_all(tiny_dir: str, work: Path) -> dict[str, Any]:

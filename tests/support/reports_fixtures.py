@@ -86,6 +86,10 @@ def make_records(variant: str, tasks: list[str], limit: int, legacy: bool = Fals
                 records[-1].decoy = {"target": 0, "reached": not full and rng.random() < 0.3,
                                      "shortened": full and rng.random() < 0.2,
                                      "evaluations": evaluations}
+                if records[-1].decoy["shortened"] and doc_id % 2 == 0:
+                    # the shortest chain answering the decoy; odd docs keep no length,
+                    # as records written before ``shortest`` was added
+                    records[-1].decoy["shortest"] = 1 + doc_id % (NUM_LAYERS - 1)
     return records
 
 
