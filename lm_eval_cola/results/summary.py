@@ -130,8 +130,8 @@ class Summary:
     no_decoy_right: int = counter("no_decoy_right")
     no_decoy_wrong: int = counter("no_decoy_wrong")
     decoy_unpaired: int = counter("decoy_unpaired")
-    # How short the decoy's shortened chains are (issue #21's ARC runs: as short as the
-    # gold's): the lengths of the shortest chains answering the decoy over the right samples
+    # How short the decoy's shortened chains are, to set beside the gold's (issue #21's
+    # ARC runs): the lengths of the shortest chains answering the decoy over the right samples
     # the decoy shortened, and those samples (records that kept no length are left out)
     total_decoy_shortened_length: int = counter("total_decoy_shortened_length")
     decoy_shortened_measured: int = counter("decoy_shortened_measured")
@@ -178,8 +178,8 @@ class Summary:
                 self.decoy_right_shortened += int(by_decoy)
                 self.decoy_right_shorter += int(shortened)
                 self.decoy_right_both += int(shortened and by_decoy)
-                shortest = decoy_shortest(decoy, self.num_layers)
-                if by_decoy and shortest is not None:
+                shortest = decoy_shortest(decoy, self.num_layers)  # not None: by_decoy
+                if shortest is not None:
                     self.total_decoy_shortened_length += shortest
                     self.decoy_shortened_measured += 1
             else:
